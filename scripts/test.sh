@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every check and test of the project. This is the README's test command and exactly
+# what CI runs (.ci/run). Needs: a Rust toolchain (rustfmt, clippy), python3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Tests run in the release profile so the end-to-end run reuses the same build.
+step "unit and integration tests"
+cargo test --workspace --release --locked
+
+echo
+echo "all checks passed in $(( $(date +%s) - started ))s"

@@ -4,7 +4,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::FakeApiServer;
+use crate::apiserver::ObjectStore;
 
 pub fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -239,7 +239,7 @@ impl ObjectFixture {
     }
 
     /// Creates it on `server` and returns the stored object (with uid).
-    pub fn create(self, server: &FakeApiServer) -> Value {
+    pub fn create(self, server: &impl ObjectStore) -> Value {
         server
             .create(self.0)
             .unwrap_or_else(|e| panic!("fixture object rejected: {e}"))
@@ -254,7 +254,7 @@ pub struct DeploymentChain {
 }
 
 pub fn deployment_chain(
-    server: &FakeApiServer,
+    server: &impl ObjectStore,
     namespace: &str,
     name: &str,
     replicas: usize,

@@ -11,11 +11,12 @@
 
 pub mod apiserver;
 pub mod fixtures;
+pub mod scenarios;
 pub mod serve;
 pub mod sink;
 pub mod tls;
 
 pub use apiserver::faults::{DelayRule, DenyRule, FailRule, RequestRecord};
 pub use apiserver::status::ApiError;
-pub use apiserver::{ApiServerOptions, FakeApiServer};
+pub use apiserver::{ApiServerOptions, FakeApiServer, ObjectStore};
 pub use sink::{RespondRule, SentrySink, SinkDelay};

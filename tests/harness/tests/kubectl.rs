@@ -82,52 +82,52 @@ async fn kubectl_creates_gets_patches_and_deletes_events_and_pods() {
     let server = FakeApiServer::start().await.unwrap();
     let k = Kubectl::new(&server);
     let out = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        out.push(k.run(&["--validate=false", "create", "-f", "-"], Some(EVENT)));
-        out.push(k.run(
-            &["get", "events", "-o", "jsonpath={.items[*].reason}"],
-            None,
-        ));
-        out.push(k.run(
-            &[
-                "patch",
-                "event",
-                "web-1.17a8c3b2d4e5f6a7",
-                "--type",
-                "merge",
-                "-p",
-                r#"{"count":2}"#,
-            ],
-            None,
-        ));
-        out.push(k.run(
-            &[
-                "get",
-                "event",
-                "web-1.17a8c3b2d4e5f6a7",
-                "-o",
-                "jsonpath={.count}",
-            ],
-            None,
-        ));
-        out.push(k.run(
-            &[
-                "get",
-                "events.v1.events.k8s.io",
-                "-o",
-                "jsonpath={.items[*].note}",
-            ],
-            None,
-        ));
-        out.push(k.run(&["delete", "event", "web-1.17a8c3b2d4e5f6a7"], None));
-        out.push(k.run(
-            &["run", "nginx", "--image=nginx:1.27", "--restart=Never"],
-            None,
-        ));
-        out.push(k.run(&["get", "pods", "-o", "name"], None));
-        out.push(k.run(&["delete", "pod", "nginx"], None));
-        out.push(k.run(&["get", "pods", "-o", "name"], None));
-        out
+        vec![
+            k.run(&["--validate=false", "create", "-f", "-"], Some(EVENT)),
+            k.run(
+                &["get", "events", "-o", "jsonpath={.items[*].reason}"],
+                None,
+            ),
+            k.run(
+                &[
+                    "patch",
+                    "event",
+                    "web-1.17a8c3b2d4e5f6a7",
+                    "--type",
+                    "merge",
+                    "-p",
+                    r#"{"count":2}"#,
+                ],
+                None,
+            ),
+            k.run(
+                &[
+                    "get",
+                    "event",
+                    "web-1.17a8c3b2d4e5f6a7",
+                    "-o",
+                    "jsonpath={.count}",
+                ],
+                None,
+            ),
+            k.run(
+                &[
+                    "get",
+                    "events.v1.events.k8s.io",
+                    "-o",
+                    "jsonpath={.items[*].note}",
+                ],
+                None,
+            ),
+            k.run(&["delete", "event", "web-1.17a8c3b2d4e5f6a7"], None),
+            k.run(
+                &["run", "nginx", "--image=nginx:1.27", "--restart=Never"],
+                None,
+            ),
+            k.run(&["get", "pods", "-o", "name"], None),
+            k.run(&["delete", "pod", "nginx"], None),
+            k.run(&["get", "pods", "-o", "name"], None),
+        ]
     })
     .await
     .unwrap();

@@ -270,6 +270,16 @@ pub async fn handle(state: &Arc<State>, parts: &Parts, body: Bytes) -> Response<
             }
             Err(e) => json_response(400, &json!({"error": e})),
         },
+        ("POST", route) if route.starts_with("scenarios/") => {
+            let name = route.trim_start_matches("scenarios/");
+            match crate::scenarios::by_name(name, state.as_ref()) {
+                Ok(entries) => done(json!({
+                    "scenario": name,
+                    "warnings": entries.iter().map(|e| e.id).collect::<Vec<_>>(),
+                })),
+                Err(e) => json_response(400, &json!({"error": e})),
+            }
+        }
         ("POST", "patch") => {
             #[derive(serde::Deserialize)]
             #[serde(rename_all = "camelCase")]

@@ -84,6 +84,35 @@ impl ApiServerOptions {
     }
 }
 
+/// Where fixtures and scenarios create objects: the in-process handle, or the server's
+/// own state (for the `/_fake/scenarios` endpoint).
+pub trait ObjectStore {
+    /// Creates one object (missing namespaces are created); returns it as stored.
+    fn create(&self, object: Value) -> Result<Value, ApiError>;
+    /// Creates many under one lock; returns the resourceVersion after the last.
+    fn create_all(&self, objects: Vec<Value>) -> Result<u64, ApiError>;
+}
+
+impl ObjectStore for State {
+    fn create(&self, object: Value) -> Result<Value, ApiError> {
+        control::create_one(self, object).map(|o| (*o).clone())
+    }
+
+    fn create_all(&self, objects: Vec<Value>) -> Result<u64, ApiError> {
+        control::create_many(self, objects)
+    }
+}
+
+impl ObjectStore for FakeApiServer {
+    fn create(&self, object: Value) -> Result<Value, ApiError> {
+        FakeApiServer::create(self, object)
+    }
+
+    fn create_all(&self, objects: Vec<Value>) -> Result<u64, ApiError> {
+        FakeApiServer::create_all(self, objects)
+    }
+}
+
 /// Whether a partition is in force, and how many have begun (so a watch notices a
 /// partition even if it healed before the watch task ran).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

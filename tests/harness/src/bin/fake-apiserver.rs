@@ -8,13 +8,15 @@ use harness::{ApiServerOptions, FakeApiServer};
 
 const USAGE: &str =
     "usage: fake-apiserver [--listen ADDR] [--token TOKEN[=USER]]... [--tls-dir DIR]
-                      [--seed FILE]... [--kubeconfig-out FILE] [--bookmark-interval SECONDS]
+                      [--seed FILE]... [--scenario NAME]... [--kubeconfig-out FILE]
+                      [--bookmark-interval SECONDS]
 
   --listen ADDR            address to bind (default 127.0.0.1:0, a free port)
   --token TOKEN[=USER]     require this bearer token; USER is who it authenticates as
                            (default system:serviceaccount:sentry:sentry-kubernetes)
   --tls-dir DIR            serve HTTPS; write ca.crt, tls.crt and tls.key into DIR
   --seed FILE              create the objects in FILE (JSON, a List, or multi-document YAML)
+  --scenario NAME          create a built-in scenario: demo, more-reasons
   --kubeconfig-out FILE    write a kubeconfig for this server to FILE
   --bookmark-interval S    send BOOKMARK events every S seconds on watches that allow them
 
@@ -23,12 +25,14 @@ Prints `listening on http(s)://127.0.0.1:PORT` as its first line; control API un
 struct Args {
     options: ApiServerOptions,
     seeds: Vec<PathBuf>,
+    scenarios: Vec<String>,
     kubeconfig_out: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut options = ApiServerOptions::default();
     let mut seeds = Vec::new();
+    let mut scenarios = Vec::new();
     let mut kubeconfig_out = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -54,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
                 options.tls_dir = Some(PathBuf::from(value("--tls-dir")?));
             }
             "--seed" => seeds.push(PathBuf::from(value("--seed")?)),
+            "--scenario" => scenarios.push(value("--scenario")?),
             "--kubeconfig-out" => kubeconfig_out = Some(PathBuf::from(value("--kubeconfig-out")?)),
             "--bookmark-interval" => {
                 let v = value("--bookmark-interval")?;
@@ -72,6 +77,7 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args {
         options,
         seeds,
+        scenarios,
         kubeconfig_out,
     })
 }
@@ -99,6 +105,12 @@ async fn main() -> ExitCode {
             .and_then(|objects| server.create_all(objects).map_err(|e| e.to_string()));
         if let Err(e) = loaded {
             eprintln!("fake-apiserver: seed {}: {e}", seed.display());
+            return ExitCode::from(2);
+        }
+    }
+    for name in &args.scenarios {
+        if let Err(e) = harness::scenarios::by_name(name, &server) {
+            eprintln!("fake-apiserver: scenario {name}: {e}");
             return ExitCode::from(2);
         }
     }

@@ -1,0 +1,195 @@
+//! Reaching the cluster: in-cluster (service account token and CA), out-of-cluster
+//! (a kubeconfig's current context), or `auto` (in-cluster when it can, else kubeconfig).
+
+use std::path::{Path, PathBuf};
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::config::{ClusterConfigType, Config, ConfigError, InCluster};
+
+/// How the agent is connected, for the start-up log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Connection {
+    InCluster { server: String },
+    Kubeconfig { server: String, paths: Vec<PathBuf> },
+}
+
+fn failed(variable: &str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable: variable.into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Whether the service-account environment and files are present.
+pub fn in_cluster_available(in_cluster: &InCluster) -> bool {
+    in_cluster.service_host.is_some()
+        && in_cluster.service_port.is_some()
+        && in_cluster.service_account_dir.join("token").is_file()
+}
+
+/// A kube config from the service account: the token file (re-read by kube as it rotates),
+/// the CA (also re-read), and the namespace file.
+pub fn in_cluster_config(in_cluster: &InCluster) -> Result<kube::Config, ConfigError> {
+    const VAR: &str = "SENTRY_K8S_CLUSTER_CONFIG_TYPE";
+    let host = in_cluster.service_host.as_deref().ok_or_else(|| {
+        failed(
+            VAR,
+            "in-cluster",
+            "KUBERNETES_SERVICE_HOST is not set (not running in a pod?)",
+        )
+    })?;
+    let port = in_cluster.service_port.as_deref().ok_or_else(|| {
+        failed(
+            VAR,
+            "in-cluster",
+            "KUBERNETES_SERVICE_PORT is not set (not running in a pod?)",
+        )
+    })?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| failed("KUBERNETES_SERVICE_PORT", port, "expected a port number"))?;
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let url = format!("https://{host}:{port}");
+    let cluster_url = url.parse().map_err(|e| {
+        failed(
+            "KUBERNETES_SERVICE_HOST",
+            &host,
+            format!("not a valid host: {e}"),
+        )
+    })?;
+    let dir = &in_cluster.service_account_dir;
+    let token_file = dir.join("token");
+    if !token_file.is_file() {
+        return Err(failed(
+            "SENTRY_K8S_SERVICE_ACCOUNT_DIR",
+            &dir.display().to_string(),
+            "no service account token here (is automountServiceAccountToken off?)",
+        ));
+    }
+    let ca_file = dir.join("ca.crt");
+    let ca = read_certificates(&ca_file).map_err(|reason| {
+        failed(
+            "SENTRY_K8S_SERVICE_ACCOUNT_DIR",
+            &dir.display().to_string(),
+            reason,
+        )
+    })?;
+    let mut config = kube::Config::new(cluster_url);
+    config.default_namespace = std::fs::read_to_string(dir.join("namespace"))
+        .map(|ns| ns.trim().to_string())
+        .unwrap_or_else(|_| "default".into());
+    config.root_cert = Some(ca);
+    config.root_cert_file = Some(ca_file);
+    config.auth_info.token_file = Some(token_file.to_string_lossy().into_owned());
+    Ok(config)
+}
+
+fn read_certificates(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{} is not a PEM certificate bundle: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate", path.display()));
+    }
+    Ok(certs)
+}
+
+/// A kube config from the kubeconfig files (merged in order, like kubectl), current context.
+pub async fn kubeconfig_config(
+    paths: &[PathBuf],
+    variable: &str,
+) -> Result<kube::Config, ConfigError> {
+    let shown = paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":");
+    let mut merged: Option<Kubeconfig> = None;
+    for path in paths {
+        if !path.is_file() && paths.len() > 1 {
+            continue;
+        }
+        let file = Kubeconfig::read_from(path).map_err(|e| {
+            failed(
+                variable,
+                &shown,
+                format!("cannot load kubeconfig {}: {e}", path.display()),
+            )
+        })?;
+        merged = Some(match merged {
+            None => file,
+            Some(acc) => acc
+                .merge(file)
+                .map_err(|e| failed(variable, &shown, format!("cannot merge kubeconfigs: {e}")))?,
+        });
+    }
+    let kubeconfig = merged.ok_or_else(|| failed(variable, &shown, "no kubeconfig file found"))?;
+    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| failed(variable, &shown, format!("cannot use kubeconfig: {e}")))
+}
+
+/// The kube config the configuration asks for.
+pub async fn kube_config(config: &Config) -> Result<(kube::Config, Connection), ConfigError> {
+    let use_in_cluster = match config.cluster_config {
+        ClusterConfigType::InCluster => true,
+        ClusterConfigType::OutCluster => false,
+        ClusterConfigType::Auto => in_cluster_available(&config.in_cluster),
+    };
+    if use_in_cluster {
+        let kube_config = in_cluster_config(&config.in_cluster)?;
+        let server = kube_config.cluster_url.to_string();
+        return Ok((kube_config, Connection::InCluster { server }));
+    }
+    let variable = if config.cluster_config == ClusterConfigType::Auto
+        && !config.kubeconfig.iter().any(|p| p.is_file())
+    {
+        return Err(failed(
+            "SENTRY_K8S_CLUSTER_CONFIG_TYPE",
+            "auto",
+            format!(
+                "not in a cluster (no KUBERNETES_SERVICE_HOST or service account token) and no kubeconfig at {}",
+                config
+                    .kubeconfig
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(":")
+            ),
+        ));
+    } else {
+        config.kubeconfig_source
+    };
+    let kube_config = kubeconfig_config(&config.kubeconfig, variable).await?;
+    let server = kube_config.cluster_url.to_string();
+    Ok((
+        kube_config,
+        Connection::Kubeconfig {
+            server,
+            paths: config.kubeconfig.clone(),
+        },
+    ))
+}
+
+/// A client for the configured cluster.
+pub async fn connect(config: &Config) -> Result<(kube::Client, Connection), ConfigError> {
+    let (kube_config, connection) = kube_config(config).await?;
+    let client = kube::Client::try_from(kube_config).map_err(|e| {
+        failed(
+            "SENTRY_K8S_CLUSTER_CONFIG_TYPE",
+            &format!("{:?}", config.cluster_config),
+            format!("cannot build a client: {e}"),
+        )
+    })?;
+    Ok((client, connection))
+}

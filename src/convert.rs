@@ -1,0 +1,342 @@
+//! The only place that knows the Sentry event protocol: builds each event whole from our
+//! own types (never through a shared Hub scope, so nothing leaks between events), within
+//! Sentry's size limits.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use sentry::protocol::{ClientSdkInfo, Context, Event, Level, Map};
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::event::KubeEvent;
+use crate::grouping::{self, Scope};
+
+/// Sentry truncates longer messages; we cut first, on a character boundary, and say so.
+pub const MAX_MESSAGE_CHARS: usize = 8192;
+/// Sentry's limit for tag values (longer ones are dropped by ingestion).
+pub const MAX_TAG_VALUE_CHARS: usize = 200;
+/// Sentry's limit for tag keys.
+pub const MAX_TAG_KEY_CHARS: usize = 200;
+
+/// Namespace for deterministic event ids: the same occurrence always gets the same id, so
+/// Sentry discards a resend instead of storing it twice.
+const EVENT_ID_NAMESPACE: uuid::Uuid =
+    uuid::Uuid::from_u128(0x6f1c_4f0e_8a52_4b7e_9c3d_2a51_e8f4_7b19);
+
+/// What every event gets regardless of its content.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub cluster_name: Option<String>,
+    pub global_tags: BTreeMap<String, String>,
+    pub hostname: String,
+    pub environment: Option<String>,
+    pub release: Option<String>,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            cluster_name: config.cluster_name.clone(),
+            global_tags: config.global_tags.clone(),
+            hostname: config.hostname.clone(),
+            environment: config.environment.clone(),
+            release: config.release.clone(),
+        }
+    }
+}
+
+/// Cuts to at most `max` characters, marking the cut with an ellipsis.
+pub fn truncate(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => Cow::Borrowed(text),
+        Some(_) => {
+            let cut = text
+                .char_indices()
+                .nth(max - 1)
+                .map_or(text.len(), |(i, _)| i);
+            Cow::Owned(format!("{}…", &text[..cut]))
+        }
+    }
+}
+
+/// A valid tag value: one line, no control characters, not empty, within the limit.
+pub fn tag_value(raw: &str) -> Option<String> {
+    let cleaned: String = raw
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let trimmed = cleaned.trim();
+    (!trimmed.is_empty()).then(|| truncate(trimmed, MAX_TAG_VALUE_CHARS).into_owned())
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The deterministic id of one occurrence of an event.
+pub fn event_id(event: &KubeEvent) -> uuid::Uuid {
+    let at = event.occurred_at().map(rfc3339).unwrap_or_default();
+    let name = format!("{}|{}|{}|{}", event.uid, event.count(), at, event.reason);
+    uuid::Uuid::new_v5(&EVENT_ID_NAMESPACE, name.as_bytes())
+}
+
+fn insert_tag(tags: &mut BTreeMap<String, String>, key: &str, value: &str) {
+    if let Some(value) = tag_value(value) {
+        tags.insert(truncate(key, MAX_TAG_KEY_CHARS).into_owned(), value);
+    }
+}
+
+fn context(value: Value) -> Context {
+    match value {
+        Value::Object(fields) => Context::Other(
+            fields
+                .into_iter()
+                .filter(|(_, v)| !v.is_null() && v != "")
+                .collect(),
+        ),
+        _ => Context::Other(Map::new()),
+    }
+}
+
+/// The Sentry event for one occurrence of a Kubernetes event.
+pub fn to_sentry_event(event: &KubeEvent, settings: &Settings) -> Event<'static> {
+    let (message, combined) = grouping::strip_combined(&event.message);
+    let involved = &event.involved;
+    let object_name = if involved.name.is_empty() {
+        &event.name
+    } else {
+        &involved.name
+    };
+    let full_message = format!("{object_name}: {message}");
+    let truncated = full_message.chars().count() > MAX_MESSAGE_CHARS;
+    let container = involved.container();
+
+    let mut tags = BTreeMap::new();
+    insert_tag(&mut tags, "watcher_name", "events");
+    insert_tag(&mut tags, "namespace", &event.namespace);
+    insert_tag(&mut tags, "reason", &event.reason);
+    insert_tag(&mut tags, "kind", &involved.kind);
+    insert_tag(&mut tags, "component", event.component());
+    insert_tag(&mut tags, "event_type", &event.event_type);
+    insert_tag(&mut tags, "event_source_component", event.component());
+    insert_tag(&mut tags, "object_uid", &involved.uid);
+    if !involved.kind.is_empty() {
+        insert_tag(
+            &mut tags,
+            &format!("{}_name", involved.kind.to_ascii_lowercase()),
+            object_name,
+        );
+    }
+    insert_tag(&mut tags, "agent_hostname", &settings.hostname);
+    if let Some(container) = container {
+        insert_tag(&mut tags, "container", container);
+    }
+    if !event.source_host.is_empty() {
+        insert_tag(&mut tags, "node_name", &event.source_host);
+    }
+    if combined {
+        insert_tag(&mut tags, "combined_from_similar", "true");
+    }
+    if let Some(cluster) = &settings.cluster_name {
+        insert_tag(&mut tags, "cluster", cluster);
+    }
+    for (key, value) in &settings.global_tags {
+        insert_tag(&mut tags, key, value);
+    }
+
+    let scope = Scope {
+        cluster: settings.cluster_name.as_deref(),
+        namespace: if involved.namespace.is_empty() {
+            &event.namespace
+        } else {
+            &involved.namespace
+        },
+        kind: &involved.kind,
+        name: object_name,
+        reason: &event.reason,
+        container,
+    };
+    let fingerprint = grouping::fingerprint(&scope, &event.message);
+
+    let mut contexts = Map::new();
+    contexts.insert(
+        "kubernetes_event".to_string(),
+        context(json!({
+            "name": event.name,
+            "namespace": event.namespace,
+            "uid": event.uid,
+            "type": event.event_type,
+            "reason": event.reason,
+            "count": event.count(),
+            "first_seen": event.first_seen().map(rfc3339),
+            "last_seen": event.occurred_at().map(rfc3339),
+            "source_component": event.source_component,
+            "source_host": event.source_host,
+            "reporting_controller": event.reporting_controller,
+            "reporting_instance": event.reporting_instance,
+            "action": event.action,
+            "resource_version": event.resource_version,
+            "message_length": truncated.then(|| full_message.chars().count()),
+        })),
+    );
+    contexts.insert(
+        "involved_object".to_string(),
+        context(json!({
+            "api_version": involved.api_version,
+            "kind": involved.kind,
+            "name": involved.name,
+            "namespace": involved.namespace,
+            "uid": involved.uid,
+            "field_path": involved.field_path,
+        })),
+    );
+
+    Event {
+        event_id: event_id(event),
+        level: Level::Error,
+        message: Some(truncate(&full_message, MAX_MESSAGE_CHARS).into_owned()),
+        logger: Some("kubernetes.events".into()),
+        culprit: Some(format!(
+            "{}/{}/{}",
+            scope.namespace, involved.kind, object_name
+        )),
+        platform: Cow::Borrowed("other"),
+        timestamp: event
+            .occurred_at()
+            .map(SystemTime::from)
+            .unwrap_or_else(SystemTime::now),
+        environment: settings.environment.clone().map(Cow::Owned),
+        release: settings.release.clone().map(Cow::Owned),
+        tags,
+        contexts,
+        fingerprint: Cow::Owned(fingerprint.into_iter().map(Cow::Owned).collect()),
+        sdk: Some(Cow::Owned(ClientSdkInfo {
+            name: "sentry.rust.kubernetes".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            integrations: Vec::new(),
+            packages: Vec::new(),
+        })),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::ObjectRef;
+
+    fn backoff() -> KubeEvent {
+        KubeEvent {
+            uid: "u1".into(),
+            name: "web-1.17a".into(),
+            namespace: "shop".into(),
+            resource_version: "9".into(),
+            event_type: "Warning".into(),
+            reason: "BackOff".into(),
+            message: "(combined from similar events): Back-off restarting failed container app in pod web-1_shop(p1)".into(),
+            involved: ObjectRef {
+                api_version: "v1".into(),
+                kind: "Pod".into(),
+                name: "web-1".into(),
+                namespace: "shop".into(),
+                uid: "p1".into(),
+                field_path: "spec.containers{app}".into(),
+            },
+            source_component: "kubelet".into(),
+            source_host: "node-1".into(),
+            reporting_controller: "kubelet".into(),
+            reporting_instance: "node-1".into(),
+            action: String::new(),
+            legacy_count: Some(4),
+            series_count: None,
+            series_last_observed: None,
+            first_timestamp: Some("2026-11-21T06:00:00Z".parse().unwrap()),
+            last_timestamp: Some("2026-11-21T06:05:00Z".parse().unwrap()),
+            event_time: None,
+            created: None,
+        }
+    }
+
+    #[test]
+    fn builds_message_tags_timestamp_and_fingerprint_like_the_reference() {
+        let settings = Settings {
+            cluster_name: Some("eu-1".into()),
+            global_tags: [("team".to_string(), "payments".to_string())].into(),
+            hostname: "agent-0".into(),
+            environment: Some("prod".into()),
+            release: Some("1.2.3".into()),
+        };
+        let e = to_sentry_event(&backoff(), &settings);
+        assert_eq!(
+            e.message.as_deref(),
+            Some("web-1: Back-off restarting failed container app in pod web-1_shop(p1)")
+        );
+        assert_eq!(e.level, Level::Error);
+        assert_eq!(
+            e.timestamp,
+            SystemTime::from("2026-11-21T06:05:00Z".parse::<DateTime<Utc>>().unwrap())
+        );
+        for (k, v) in [
+            ("namespace", "shop"),
+            ("reason", "BackOff"),
+            ("kind", "Pod"),
+            ("component", "kubelet"),
+            ("event_type", "Warning"),
+            ("event_source_component", "kubelet"),
+            ("object_uid", "p1"),
+            ("pod_name", "web-1"),
+            ("watcher_name", "events"),
+            ("agent_hostname", "agent-0"),
+            ("container", "app"),
+            ("cluster", "eu-1"),
+            ("team", "payments"),
+            ("combined_from_similar", "true"),
+            ("node_name", "node-1"),
+        ] {
+            assert_eq!(e.tags.get(k).map(String::as_str), Some(v), "tag {k}");
+        }
+        assert_eq!(
+            e.fingerprint.as_ref(),
+            ["eu-1", "shop", "Pod", "web-1", "BackOff", "container:app"]
+        );
+        assert_eq!(e.environment.as_deref(), Some("prod"));
+        assert_eq!(e.release.as_deref(), Some("1.2.3"));
+        let Context::Other(ev) = &e.contexts["kubernetes_event"] else {
+            panic!()
+        };
+        assert_eq!(ev["count"], 4);
+        assert_eq!(ev["first_seen"], "2026-11-21T06:00:00.000000Z");
+        assert_eq!(ev["source_host"], "node-1");
+        assert!(!ev.contains_key("action"), "empty fields are left out");
+    }
+
+    #[test]
+    fn ids_are_stable_per_occurrence() {
+        let a = backoff();
+        let mut b = backoff();
+        assert_eq!(event_id(&a), event_id(&b));
+        b.legacy_count = Some(5);
+        assert_ne!(event_id(&a), event_id(&b));
+    }
+
+    #[test]
+    fn long_messages_and_tag_values_are_cut_deliberately() {
+        let mut ev = backoff();
+        ev.message = "é".repeat(1 << 20);
+        ev.reason = format!("Reason\n{}", "x".repeat(500));
+        let e = to_sentry_event(&ev, &Settings::default());
+        let message = e.message.unwrap();
+        assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS);
+        assert!(message.ends_with('…'));
+        let reason = &e.tags["reason"];
+        assert_eq!(reason.chars().count(), MAX_TAG_VALUE_CHARS);
+        assert!(!reason.contains('\n'));
+        let Context::Other(ctx) = &e.contexts["kubernetes_event"] else {
+            panic!()
+        };
+        assert_eq!(ctx["message_length"], (1 << 20) + "web-1: ".len());
+    }
+}

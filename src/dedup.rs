@@ -1,0 +1,224 @@
+//! Occurrences, not objects: remembers what each event looked like when last seen, so a
+//! relist, a watch restart or a duplicate delivery reports nothing, while a repeat (count,
+//! `series.count` or `series.lastObservedTime` advanced) is reported once.
+//!
+//! Bounded twice: entries expire after the event TTL plus [`EXPIRY_MARGIN`] without being
+//! seen (the apiserver has deleted the event by then), and the least recently seen entry
+//! is evicted when the capacity is reached. Both evictions are counted by the caller.
+
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use lru::LruCache;
+
+use crate::event::KubeEvent;
+
+/// Added to the event TTL before an entry expires: the apiserver's TTL runs from the
+/// event's last write, which is never after we saw it.
+pub const EXPIRY_MARGIN: Duration = Duration::from_secs(600);
+
+/// What an observation of an event means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Never seen: its first occurrence.
+    New,
+    /// Seen before, and it has happened again since.
+    Repeat,
+    /// Seen before, nothing new (a relist, a resent watch event, a label change).
+    Duplicate,
+}
+
+/// Entries evicted during one observation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Evictions {
+    pub expired: usize,
+    pub capacity: usize,
+}
+
+#[derive(Clone, Debug)]
+struct Seen {
+    legacy_count: Option<i64>,
+    series_count: Option<i64>,
+    series_last: Option<DateTime<Utc>>,
+    touched: Instant,
+}
+
+impl Seen {
+    fn of(event: &KubeEvent, now: Instant) -> Self {
+        Self {
+            legacy_count: event.legacy_count,
+            series_count: event.series_count,
+            series_last: event.series_last_observed,
+            touched: now,
+        }
+    }
+
+    fn advanced_by(&self, event: &KubeEvent) -> bool {
+        event.legacy_count > self.legacy_count
+            || event.series_count > self.series_count
+            || event.series_last_observed > self.series_last
+    }
+
+    /// Keeps the highest progress seen, so an out-of-order older copy cannot re-trigger.
+    fn absorb(&mut self, event: &KubeEvent, now: Instant) {
+        self.legacy_count = self.legacy_count.max(event.legacy_count);
+        self.series_count = self.series_count.max(event.series_count);
+        self.series_last = self.series_last.max(event.series_last_observed);
+        self.touched = now;
+    }
+}
+
+/// The seen-state, keyed by event uid.
+pub struct SeenEvents {
+    entries: LruCache<String, Seen>,
+    lifetime: Duration,
+}
+
+impl SeenEvents {
+    pub fn new(capacity: NonZeroUsize, event_ttl: Duration) -> Self {
+        Self {
+            entries: LruCache::new(capacity),
+            lifetime: event_ttl + EXPIRY_MARGIN,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.entries.cap().get()
+    }
+
+    /// Records an observation and says whether it is a new occurrence.
+    pub fn observe(&mut self, event: &KubeEvent, now: Instant) -> (Verdict, Evictions) {
+        let mut evictions = Evictions {
+            expired: self.expire(now),
+            capacity: 0,
+        };
+        if let Some(seen) = self.entries.get_mut(&event.uid) {
+            let verdict = if seen.advanced_by(event) {
+                Verdict::Repeat
+            } else {
+                Verdict::Duplicate
+            };
+            seen.absorb(event, now);
+            return (verdict, evictions);
+        }
+        if self
+            .entries
+            .push(event.uid.clone(), Seen::of(event, now))
+            .is_some()
+        {
+            evictions.capacity = 1;
+        }
+        (Verdict::New, evictions)
+    }
+
+    /// Forgets a deleted event.
+    pub fn forget(&mut self, uid: &str) {
+        self.entries.pop(uid);
+    }
+
+    /// Drops entries not seen for longer than the lifetime; returns how many.
+    pub fn expire(&mut self, now: Instant) -> usize {
+        let mut expired = 0;
+        while let Some((_, oldest)) = self.entries.peek_lru() {
+            if now.saturating_duration_since(oldest.touched) <= self.lifetime {
+                break;
+            }
+            self.entries.pop_lru();
+            expired += 1;
+        }
+        expired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(uid: &str, count: Option<i64>) -> KubeEvent {
+        KubeEvent {
+            uid: uid.into(),
+            name: uid.into(),
+            namespace: "n".into(),
+            resource_version: "1".into(),
+            event_type: "Warning".into(),
+            reason: "BackOff".into(),
+            message: String::new(),
+            involved: Default::default(),
+            source_component: String::new(),
+            source_host: String::new(),
+            reporting_controller: String::new(),
+            reporting_instance: String::new(),
+            action: String::new(),
+            legacy_count: count,
+            series_count: None,
+            series_last_observed: None,
+            first_timestamp: None,
+            last_timestamp: None,
+            event_time: None,
+            created: None,
+        }
+    }
+
+    fn seen(cap: usize) -> SeenEvents {
+        SeenEvents::new(NonZeroUsize::new(cap).unwrap(), Duration::from_secs(3600))
+    }
+
+    #[test]
+    fn counts_and_series_advance_make_repeats_and_nothing_else_does() {
+        let now = Instant::now();
+        let mut s = seen(10);
+        assert_eq!(s.observe(&event("a", Some(1)), now).0, Verdict::New);
+        assert_eq!(s.observe(&event("a", Some(1)), now).0, Verdict::Duplicate);
+        assert_eq!(s.observe(&event("a", Some(2)), now).0, Verdict::Repeat);
+        // An older copy (a stale relist) is not a repeat, and does not lower the mark.
+        assert_eq!(s.observe(&event("a", Some(1)), now).0, Verdict::Duplicate);
+        assert_eq!(s.observe(&event("a", Some(2)), now).0, Verdict::Duplicate);
+
+        let mut series = event("b", None);
+        series.series_count = Some(2);
+        assert_eq!(s.observe(&series, now).0, Verdict::New);
+        series.series_last_observed = Some(Utc::now());
+        assert_eq!(s.observe(&series, now).0, Verdict::Repeat);
+        series.series_count = Some(3);
+        assert_eq!(s.observe(&series, now).0, Verdict::Repeat);
+    }
+
+    #[test]
+    fn capacity_evicts_the_least_recently_seen() {
+        let now = Instant::now();
+        let mut s = seen(2);
+        s.observe(&event("a", Some(1)), now);
+        s.observe(&event("b", Some(1)), now);
+        s.observe(&event("a", Some(1)), now);
+        let (verdict, evictions) = s.observe(&event("c", Some(1)), now);
+        assert_eq!((verdict, evictions.capacity), (Verdict::New, 1));
+        assert_eq!(s.observe(&event("a", Some(1)), now).0, Verdict::Duplicate);
+        assert_eq!(
+            s.observe(&event("b", Some(1)), now).0,
+            Verdict::New,
+            "b was evicted"
+        );
+    }
+
+    #[test]
+    fn entries_expire_after_ttl_plus_margin() {
+        let start = Instant::now();
+        let mut s = seen(10);
+        s.observe(&event("a", Some(1)), start);
+        s.observe(&event("b", Some(1)), start + Duration::from_secs(3000));
+        let later = start + Duration::from_secs(3600) + EXPIRY_MARGIN + Duration::from_secs(1);
+        assert_eq!(s.expire(later), 1);
+        assert_eq!(s.len(), 1);
+        s.forget("b");
+        assert!(s.is_empty());
+    }
+}

@@ -1,0 +1,179 @@
+//! Our bounded queue in front of the HTTP sender, plugged into the SDK as its `Transport`.
+//!
+//! The SDK's built-in transport queues 30 envelopes and silently drops the rest. Here the
+//! pipeline reserves a slot in the queue *before* calling `Client::capture_event` (waiting,
+//! with a deadline, when the queue is full); the transport then fills that slot. So a burst
+//! makes the pipeline wait instead of losing events, and memory stays bounded by the queue
+//! size.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use sentry::types::Dsn;
+use sentry::{Envelope, Transport, TransportFactory, TransportOptions};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::metrics::Metrics;
+
+/// One envelope on its way to one DSN.
+pub struct Outgoing {
+    pub dsn: Arc<Dsn>,
+    pub envelope: Envelope,
+}
+
+thread_local! {
+    /// The slot the pipeline reserved for the envelope `capture_event` is about to produce.
+    /// Set and taken on the same thread within one synchronous call.
+    static RESERVED: RefCell<Option<mpsc::OwnedPermit<Outgoing>>> = const { RefCell::new(None) };
+}
+
+/// Counts envelopes accepted but not yet finished, so flush can wait for zero.
+#[derive(Default)]
+pub struct Pending {
+    count: Mutex<usize>,
+    zero: Condvar,
+}
+
+impl Pending {
+    pub fn add(&self) {
+        *self.count.lock().unwrap() += 1;
+    }
+
+    pub fn done(&self) {
+        let mut count = self.count.lock().unwrap();
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            self.zero.notify_all();
+        }
+    }
+
+    pub fn get(&self) -> usize {
+        *self.count.lock().unwrap()
+    }
+
+    /// Blocks until nothing is pending or the timeout passes; true if drained.
+    pub fn wait_drained(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut count = self.count.lock().unwrap();
+        while *count > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            count = self.zero.wait_timeout(count, deadline - now).unwrap().0;
+        }
+        true
+    }
+}
+
+/// The sending side of the queue, shared by every client (main and per-object DSNs).
+#[derive(Clone)]
+pub struct Outbox {
+    tx: mpsc::Sender<Outgoing>,
+    pub(crate) pending: Arc<Pending>,
+    metrics: Metrics,
+}
+
+/// Why the pipeline could not queue an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue stayed full for the whole wait.
+    Full,
+    /// Delivery has shut down.
+    Closed,
+}
+
+impl Outbox {
+    pub fn new(capacity: usize, metrics: Metrics) -> (Self, mpsc::Receiver<Outgoing>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (
+            Self {
+                tx,
+                pending: Arc::new(Pending::default()),
+                metrics,
+            },
+            rx,
+        )
+    }
+
+    /// Waits (at most `wait`) for room, then lets `capture` produce exactly the envelope
+    /// that fills it. `capture` must call the SDK synchronously.
+    pub async fn send_with<F: FnOnce()>(&self, wait: Duration, capture: F) -> Result<(), Refused> {
+        let permit = match tokio::time::timeout(wait, self.tx.clone().reserve_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(Refused::Closed),
+            Err(_) => return Err(Refused::Full),
+        };
+        RESERVED.with(|slot| *slot.borrow_mut() = Some(permit));
+        capture();
+        // If the SDK produced nothing, give the slot back.
+        RESERVED.with(|slot| slot.borrow_mut().take());
+        Ok(())
+    }
+
+    fn enqueue(&self, item: Outgoing) {
+        let reserved = RESERVED.with(|slot| slot.borrow_mut().take());
+        self.pending.add();
+        match reserved {
+            Some(permit) => {
+                permit.send(item);
+            }
+            // Not from the pipeline (nothing else sends today): no waiting possible here.
+            None => {
+                if let Err(e) = self.tx.try_send(item) {
+                    self.pending.done();
+                    let reason = match e {
+                        mpsc::error::TrySendError::Full(_) => "queue_full",
+                        mpsc::error::TrySendError::Closed(_) => "shutdown",
+                    };
+                    Metrics::inc(&self.metrics.sentry_dropped, "reason", reason);
+                    warn!(
+                        reason,
+                        "dropped an envelope the pipeline did not reserve room for"
+                    );
+                }
+            }
+        }
+        self.metrics.queue_depth.set(self.depth() as i64);
+    }
+
+    /// Envelopes queued and not yet taken by a sender.
+    pub fn depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+}
+
+/// The SDK transport of one client: hands envelopes for its DSN to the shared outbox.
+pub struct QueueTransport {
+    dsn: Arc<Dsn>,
+    outbox: Outbox,
+}
+
+impl Transport for QueueTransport {
+    fn send_envelope(&self, envelope: Envelope) {
+        self.outbox.enqueue(Outgoing {
+            dsn: self.dsn.clone(),
+            envelope,
+        });
+    }
+
+    fn flush(&self, timeout: Duration) -> bool {
+        self.outbox.pending.wait_drained(timeout)
+    }
+}
+
+/// Creates a [`QueueTransport`] for each client's DSN.
+pub struct QueueTransportFactory {
+    pub outbox: Outbox,
+}
+
+impl TransportFactory for QueueTransportFactory {
+    fn create_transport_with_options(&self, options: TransportOptions) -> Arc<dyn Transport> {
+        Arc::new(QueueTransport {
+            dsn: Arc::new(options.dsn),
+            outbox: self.outbox.clone(),
+        })
+    }
+}

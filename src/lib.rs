@@ -1,0 +1,161 @@
+//! sentry-kubernetes: reports Kubernetes Warning events to Sentry, each occurrence once.
+//!
+//! The map, in pipeline order:
+//!
+//! - [`config`]: every environment variable, parsed and validated once.
+//! - [`cluster`]: the kube client (in-cluster, kubeconfig, or auto).
+//! - [`source`]: the event watches, merged into one stream.
+//! - [`normalize`]: the Kubernetes Event JSON read into our [`event`] types.
+//! - [`dedup`]: occurrences, not objects — relists and resends report nothing.
+//! - [`pipeline`]: the stages wired together, with the reporting filters.
+//! - [`grouping`] and [`convert`]: the Sentry event, its tags, contexts and fingerprint.
+//! - [`delivery`]: our bounded queue in front of the HTTP transport (or the dry run).
+//! - [`health`] and [`metrics`]: probes and Prometheus metrics.
+//! - [`logging`] and [`redact`]: the agent's own logs, without secrets.
+//!
+//! [`Agent`] runs it all; `main.rs` only loads the configuration and waits for a signal.
+
+pub mod cluster;
+pub mod config;
+pub mod convert;
+pub mod dedup;
+pub mod delivery;
+pub mod event;
+pub mod grouping;
+pub mod health;
+pub mod logging;
+pub mod metrics;
+pub mod normalize;
+pub mod pipeline;
+pub mod redact;
+pub mod source;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+
+use crate::config::{Config, ConfigError};
+use crate::delivery::{Delivery, DeliveryError};
+use crate::health::Health;
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+
+/// Why the agent could not run. Watch and send errors are not here: those are retried.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad configuration (exit code 2).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    #[error("cannot serve health and metrics on {addr} (SENTRY_K8S_HTTP_ADDR): {source}")]
+    Http {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// Envelopes still unsent when the shutdown deadline passed.
+    pub unsent: usize,
+}
+
+/// The agent: configuration, metrics, and where its probes listen once running.
+pub struct Agent {
+    config: Arc<Config>,
+    metrics: Metrics,
+}
+
+impl Agent {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config: Arc::new(config),
+            metrics: Metrics::new(),
+        }
+    }
+
+    pub fn metrics(&self) -> Metrics {
+        self.metrics.clone()
+    }
+
+    /// Connects, watches and reports until `shutdown` resolves; then stops the watches and
+    /// flushes delivery within `SENTRY_K8S_SHUTDOWN_TIMEOUT`.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Stopped> {
+        let config = self.config;
+        let (client, connection) = cluster::connect(&config).await?;
+        info!(?connection, namespaces = ?config.namespaces, historical = config.historical, "connected");
+        let scopes: Vec<String> = source::watch_scopes(&config.namespaces)
+            .into_iter()
+            .map(|s| s.unwrap_or_else(|| "all namespaces".into()))
+            .collect();
+        let stall_limit =
+            (config.queue_timeout + Duration::from_secs(60)).max(Duration::from_secs(120));
+        let health = Health::new(scopes.clone(), stall_limit);
+        let http = match config.http_addr {
+            Some(addr) => {
+                let (bound, task) = health::serve(addr, health.clone(), self.metrics.clone())
+                    .await
+                    .map_err(|source| Error::Http { addr, source })?;
+                info!(address = %bound, "serving /healthz, /readyz and /metrics");
+                Some(task)
+            }
+            None => None,
+        };
+        let delivery = Delivery::start(&config, &self.metrics)?;
+        let source = source::event_source(client, &config.namespaces, self.metrics.clone());
+        let pipeline = Pipeline::new(
+            config.clone(),
+            self.metrics.clone(),
+            health.clone(),
+            delivery,
+            scopes.len(),
+        );
+        let delivery = pipeline.run(source, shutdown).await;
+        health.stopped();
+        info!(timeout = ?config.shutdown_timeout, "stopping: watches closed, flushing events");
+        let unsent = delivery.shutdown(config.shutdown_timeout).await;
+        if let Some(task) = http {
+            task.abort();
+        }
+        if unsent > 0 {
+            warn!(unsent, "stopped with events unsent");
+        } else {
+            info!("stopped; every event was delivered");
+        }
+        Ok(Stopped { unsent })
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(e) => {
+            warn!("cannot listen for SIGTERM ({e}); only SIGINT stops the agent");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,48 @@
+//! Keeping secrets out of log lines: DSN keys are masked wherever a DSN is shown.
+
+/// `https://KEY[:SECRET]@host/1` becomes `https://***@host/1`; anything without credentials
+/// is returned unchanged.
+pub fn redact_dsn(dsn: &str) -> String {
+    match dsn.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://***@{host}"),
+            None => dsn.to_string(),
+        },
+        None => match dsn.rsplit_once('@') {
+            Some((_, host)) => format!("***@{host}"),
+            None => dsn.to_string(),
+        },
+    }
+}
+
+/// A parsed DSN for display: scheme, host, port and project, never the keys.
+pub fn describe_dsn(dsn: &sentry::types::Dsn) -> String {
+    let port = dsn.port();
+    let default_port = match dsn.scheme() {
+        sentry::types::Scheme::Https => 443,
+        sentry::types::Scheme::Http => 80,
+    };
+    let host = if port == default_port {
+        dsn.host().to_string()
+    } else {
+        format!("{}:{port}", dsn.host())
+    };
+    format!("{}://***@{host}/{}", dsn.scheme(), dsn.project_id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_public_and_secret_keys() {
+        assert_eq!(
+            redact_dsn("https://abc:def@o1.ingest.sentry.io/5"),
+            "https://***@o1.ingest.sentry.io/5"
+        );
+        assert_eq!(redact_dsn("abc@host"), "***@host");
+        assert_eq!(redact_dsn("no credentials"), "no credentials");
+        let dsn: sentry::types::Dsn = "http://abc@127.0.0.1:9000/42".parse().unwrap();
+        assert_eq!(describe_dsn(&dsn), "http://***@127.0.0.1:9000/42");
+    }
+}

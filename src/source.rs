@@ -1,0 +1,134 @@
+//! The event source: one `kube::runtime::watcher` per namespace (or one cluster-wide),
+//! merged into one stream. Watch errors are logged with the apiserver's message, counted,
+//! backed off and retried; the stream never ends on its own.
+
+use futures::{Stream, StreamExt, stream};
+use k8s_openapi::api::core::v1::Event as CoreEvent;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::runtime::{WatchStreamExt, watcher};
+use tracing::{debug, info, warn};
+
+use crate::config::Namespaces;
+use crate::metrics::Metrics;
+
+/// What one watch says, tagged with which watch said it.
+#[derive(Debug, Clone)]
+pub enum SourceItem {
+    /// A list (the first, or a relist after 410) began; `Listed` items follow.
+    ListStarted {
+        watch: usize,
+    },
+    Listed {
+        watch: usize,
+        object: DynamicObject,
+    },
+    /// The list is complete; live changes follow.
+    ListDone {
+        watch: usize,
+    },
+    Applied {
+        watch: usize,
+        object: DynamicObject,
+    },
+    Deleted {
+        watch: usize,
+        object: DynamicObject,
+    },
+}
+
+/// What each watch covers, for logs: a namespace, or `None` for the whole cluster.
+pub fn watch_scopes(namespaces: &Namespaces) -> Vec<Option<String>> {
+    match namespaces {
+        Namespaces::All => vec![None],
+        Namespaces::List(list) => list.iter().cloned().map(Some).collect(),
+    }
+}
+
+fn scope_name(scope: &Option<String>) -> &str {
+    scope.as_deref().unwrap_or("all namespaces")
+}
+
+/// Logs and counts a watch error. 410s are routine (a relist follows); 403s mean RBAC.
+fn report_error(scope: &Option<String>, error: &watcher::Error, metrics: &Metrics) {
+    use kube::Error as KubeError;
+    use watcher::Error as WatchError;
+    let status = match error {
+        WatchError::InitialListFailed(KubeError::Api(s))
+        | WatchError::WatchStartFailed(KubeError::Api(s))
+        | WatchError::WatchFailed(KubeError::Api(s)) => Some(s.as_ref()),
+        WatchError::WatchError(s) => Some(s.as_ref()),
+        _ => None,
+    };
+    let kind = match (status.map(|s| s.code), error) {
+        (Some(403), _) => "forbidden",
+        (Some(401), _) => "unauthorized",
+        (Some(410), _) => "expired",
+        (_, WatchError::InitialListFailed(_)) => "list",
+        (_, WatchError::WatchStartFailed(_) | WatchError::WatchFailed(_)) => "watch",
+        _ => "other",
+    };
+    Metrics::inc(&metrics.watch_errors, "kind", kind);
+    let namespace = scope_name(scope);
+    match (kind, status) {
+        ("expired", _) => debug!(namespace, "event watch expired (410); relisting"),
+        (_, Some(status)) => warn!(
+            namespace,
+            code = status.code,
+            reason = %status.reason,
+            "event watch failed: {}; retrying with backoff",
+            status.message
+        ),
+        _ => warn!(
+            namespace,
+            "event watch failed: {error}; retrying with backoff"
+        ),
+    }
+}
+
+/// The merged stream of every configured watch.
+pub fn event_source(
+    client: kube::Client,
+    namespaces: &Namespaces,
+    metrics: Metrics,
+) -> impl Stream<Item = SourceItem> + Send + 'static {
+    let resource = ApiResource::erase::<CoreEvent>(&());
+    let watches = watch_scopes(namespaces)
+        .into_iter()
+        .enumerate()
+        .map(|(watch, scope)| {
+            let api: Api<DynamicObject> = match &scope {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+                None => Api::all_with(client.clone(), &resource),
+            };
+            info!(namespace = scope_name(&scope), "watching events");
+            let metrics = metrics.clone();
+            watcher(api, watcher::Config::default())
+                .default_backoff()
+                .filter_map(move |item| {
+                    let out = match item {
+                        Ok(watcher::Event::Init) => {
+                            metrics.relists.inc();
+                            Some(SourceItem::ListStarted { watch })
+                        }
+                        Ok(watcher::Event::InitApply(object)) => {
+                            Some(SourceItem::Listed { watch, object })
+                        }
+                        Ok(watcher::Event::InitDone) => Some(SourceItem::ListDone { watch }),
+                        Ok(watcher::Event::Apply(object)) => {
+                            Some(SourceItem::Applied { watch, object })
+                        }
+                        Ok(watcher::Event::Delete(object)) => {
+                            Some(SourceItem::Deleted { watch, object })
+                        }
+                        Err(error) => {
+                            report_error(&scope, &error, &metrics);
+                            None
+                        }
+                    };
+                    std::future::ready(out)
+                })
+                .boxed()
+        })
+        .collect::<Vec<_>>();
+    stream::select_all(watches)
+}

@@ -1,0 +1,210 @@
+//! Shared set-up for the agent's integration tests: a fake apiserver, a Sentry sink, the
+//! agent running in-process against both, and waits with deadlines.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use harness::fixtures::EventFixture;
+use harness::{FakeApiServer, SentrySink};
+use sentry_kubernetes::config::Config;
+use sentry_kubernetes::metrics::Metrics;
+use sentry_kubernetes::{Agent, Stopped};
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long any awaited condition may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Polls `check` until it holds; panics with `what` after [`DEADLINE`].
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Awaits `future`, failing the test after [`DEADLINE`].
+pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, future)
+        .await
+        .unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// A fake cluster and a Sentry sink, with a kubeconfig for the cluster on disk.
+pub struct World {
+    pub server: FakeApiServer,
+    pub sink: SentrySink,
+    pub dir: tempfile::TempDir,
+}
+
+impl World {
+    pub async fn new() -> Self {
+        Self::with_server(FakeApiServer::start().await.unwrap()).await
+    }
+
+    pub async fn with_server(server: FakeApiServer) -> Self {
+        let sink = SentrySink::start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        server
+            .write_kubeconfig(&dir.path().join("kubeconfig"))
+            .unwrap();
+        Self { server, sink, dir }
+    }
+
+    pub fn kubeconfig_path(&self) -> String {
+        self.dir
+            .path()
+            .join("kubeconfig")
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// The variables an operator would set to run out of cluster against this world.
+    pub fn vars(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut vars: Vec<(String, String)> = vec![
+            ("SENTRY_DSN".into(), self.sink.dsn()),
+            (
+                "SENTRY_K8S_CLUSTER_CONFIG_TYPE".into(),
+                "out-cluster".into(),
+            ),
+            ("SENTRY_K8S_KUBECONFIG_PATH".into(), self.kubeconfig_path()),
+            ("SENTRY_K8S_HTTP_ADDR".into(), String::new()),
+            ("SENTRY_K8S_WATCH_NAMESPACES".into(), "default".into()),
+            ("HOSTNAME".into(), "agent-test".into()),
+            // One sender keeps delivery in order, so a sentinel proves everything before it
+            // has arrived (tests of concurrency set their own).
+            ("SENTRY_K8S_SEND_CONCURRENCY".into(), "1".into()),
+            (
+                "HOME".into(),
+                self.dir.path().to_string_lossy().into_owned(),
+            ),
+        ];
+        for (k, v) in extra {
+            vars.retain(|(key, _)| key != k);
+            vars.push((k.to_string(), v.to_string()));
+        }
+        vars
+    }
+
+    pub fn config(&self, extra: &[(&str, &str)]) -> Config {
+        Config::from_vars(self.vars(extra))
+            .expect("test configuration is valid")
+            .0
+    }
+
+    /// Starts the agent and waits until `watches` watches completed their first list.
+    pub async fn start(&self, extra: &[(&str, &str)]) -> Running {
+        let config = self.config(extra);
+        let watches = match &config.namespaces {
+            sentry_kubernetes::config::Namespaces::All => 1,
+            sentry_kubernetes::config::Namespaces::List(l) => l.len() as i64,
+        };
+        let running = Running::spawn(config);
+        running.ready(watches).await;
+        running
+    }
+
+    /// Creates a Warning event and waits until it reaches the sink: with one sender and no
+    /// retries pending, every event the agent received before it (on the same watch) has
+    /// then been delivered.
+    pub async fn sentinel(&self, namespace: &str, name: &str) {
+        let before = self.sink.events().len();
+        self.server
+            .create(EventFixture::warning(namespace, name, "Sentinel", "sentinel").build())
+            .unwrap();
+        let sink = &self.sink;
+        eventually(&format!("sentinel {name}"), || {
+            sink.events()[before..].iter().any(|e| {
+                e.event["tags"]["reason"] == "Sentinel"
+                    && e.event["contexts"]["kubernetes_event"]["name"] == name
+            })
+        })
+        .await;
+    }
+
+    /// The events the sink received, minus sentinels.
+    pub fn reported(&self) -> Vec<Value> {
+        self.sink
+            .events()
+            .into_iter()
+            .map(|e| e.event)
+            .filter(|e| e["tags"]["reason"] != "Sentinel")
+            .collect()
+    }
+
+    /// How many reported events have this message.
+    pub fn count_message(&self, message: &str) -> usize {
+        self.reported()
+            .iter()
+            .filter(|e| e["message"] == message)
+            .count()
+    }
+}
+
+/// An agent running in-process.
+pub struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<sentry_kubernetes::Result<Stopped>>,
+    pub metrics: Metrics,
+}
+
+impl Running {
+    pub fn spawn(config: Config) -> Self {
+        let agent = Agent::new(config);
+        let metrics = agent.metrics();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(agent.run(async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            stop: Some(stop),
+            task,
+            metrics,
+        }
+    }
+
+    pub async fn ready(&self, watches: i64) {
+        let metrics = self.metrics.clone();
+        eventually("the watches' initial lists", || {
+            assert!(!self.task.is_finished(), "the agent stopped early");
+            metrics.watches_ready.get() >= watches
+        })
+        .await;
+    }
+
+    pub fn counter(&self, family: &str, label: &str, value: &'static str) -> u64 {
+        let m = &self.metrics;
+        let f = match family {
+            "filtered" => &m.filtered,
+            "watch_errors" => &m.watch_errors,
+            "occurrences" => &m.occurrences,
+            "malformed" => &m.malformed,
+            "dropped" => &m.sentry_dropped,
+            "send_failures" => &m.sentry_send_failures,
+            other => panic!("unknown family {other}"),
+        };
+        let label: &'static str = match label {
+            "filter" => "filter",
+            "kind" => "kind",
+            "reason" => "reason",
+            other => panic!("unknown label {other}"),
+        };
+        Metrics::get(f, label, value)
+    }
+
+    /// Signals shutdown and waits for the agent to finish flushing.
+    pub async fn stop(mut self) -> Stopped {
+        let _ = self.stop.take().expect("not stopped yet").send(());
+        within("the agent to stop", self.task)
+            .await
+            .expect("the agent task did not panic")
+            .expect("the agent ran without error")
+    }
+}

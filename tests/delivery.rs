@@ -1,0 +1,164 @@
+//! Delivery without silent loss: bursts wait instead of dropping, rate limits and outages
+//! are waited out, and what is dropped on purpose is counted.
+
+mod common;
+
+use std::collections::HashSet;
+
+use common::{World, eventually};
+use harness::fixtures::EventFixture;
+use harness::{RespondRule, SinkDelay};
+use sentry_kubernetes::metrics::Metrics;
+use serde_json::Value;
+
+fn burst(n: usize, tag: &str) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            EventFixture::warning(
+                "default",
+                &format!("{tag}-{i}.e"),
+                "BackOff",
+                &format!("{tag} {i}"),
+            )
+            .about("Pod", &format!("{tag}-{i}"))
+            .build()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_5000_warnings_reaches_sentry_exactly_once() {
+    let world = World::new().await;
+    let agent = world.start(&[("SENTRY_K8S_SEND_CONCURRENCY", "4")]).await;
+    world.server.create_all(burst(5000, "burst")).unwrap();
+    let sink = &world.sink;
+    eventually("5000 events at the sink", || sink.events().len() >= 5000).await;
+    world.sentinel("default", "after-burst").await;
+    let events = world.reported();
+    assert_eq!(events.len(), 5000);
+    let messages: HashSet<&str> = events
+        .iter()
+        .map(|e| e["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages.len(), 5000, "no duplicates");
+    let ids: HashSet<&str> = events
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 5000);
+    assert_eq!(agent.counter("dropped", "reason", "queue_full"), 0);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn rate_limiting_is_waited_out_and_nothing_is_lost() {
+    let world = World::new().await;
+    let agent = world.start(&[]).await;
+    world.sink.respond(RespondRule {
+        status: 429,
+        for_millis: Some(1500),
+        retry_after: Some(1),
+        rate_limits: Some("1:error:project".into()),
+        ..Default::default()
+    });
+    world.server.create_all(burst(20, "limited")).unwrap();
+    let sink = &world.sink;
+    eventually("all 20 after the rate limit", || sink.events().len() >= 20).await;
+    world.sentinel("default", "s").await;
+    assert_eq!(world.reported().len(), 20);
+    assert!(
+        world.sink.requests().iter().any(|r| r.status == 429),
+        "the sink did rate limit"
+    );
+    assert!(agent.counter("send_failures", "reason", "rate_limited") >= 1);
+    assert_eq!(
+        Metrics::get(&agent.metrics.sentry_dropped, "reason", "queue_full"),
+        0
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_sentry_outage_is_retried_until_it_recovers() {
+    let world = World::new().await;
+    let agent = world.start(&[]).await;
+    world.sink.respond(RespondRule {
+        status: 503,
+        count: Some(3),
+        ..Default::default()
+    });
+    world.server.create_all(burst(3, "outage")).unwrap();
+    let sink = &world.sink;
+    eventually("3 events after the outage", || sink.events().len() >= 3).await;
+    world.sentinel("default", "s").await;
+    assert_eq!(world.reported().len(), 3);
+    assert!(agent.counter("send_failures", "reason", "server_error") >= 1);
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_queue_full_past_its_deadline_drops_and_counts() {
+    let world = World::new().await;
+    // Sentry down for good, a 2-envelope queue, 100 ms patience.
+    world.sink.respond(RespondRule {
+        status: 503,
+        ..Default::default()
+    });
+    let agent = world
+        .start(&[
+            ("SENTRY_K8S_QUEUE_SIZE", "2"),
+            ("SENTRY_K8S_QUEUE_TIMEOUT", "100ms"),
+            ("SENTRY_K8S_SEND_CONCURRENCY", "1"),
+            ("SENTRY_K8S_SHUTDOWN_TIMEOUT", "200ms"),
+        ])
+        .await;
+    world.server.create_all(burst(6, "stuck")).unwrap();
+    let metrics = agent.metrics.clone();
+    eventually("drops counted", || {
+        Metrics::get(&metrics.sentry_dropped, "reason", "queue_full") >= 3
+    })
+    .await;
+    let stopped = agent.stop().await;
+    assert!(
+        stopped.unsent >= 1,
+        "the stuck envelopes are reported as unsent"
+    );
+    assert!(Metrics::get(&metrics.sentry_dropped, "reason", "shutdown") >= 1);
+}
+
+#[tokio::test]
+async fn shutdown_flushes_what_is_queued() {
+    let world = World::new().await;
+    world.sink.delay(SinkDelay {
+        millis: 50,
+        count: None,
+    });
+    let agent = world.start(&[("SENTRY_K8S_SEND_CONCURRENCY", "1")]).await;
+    world.server.create_all(burst(20, "queued")).unwrap();
+    let metrics = agent.metrics.clone();
+    eventually("20 events handed to delivery", || {
+        metrics.reported.get() >= 20
+    })
+    .await;
+    assert!(
+        world.sink.events().len() < 20,
+        "some are still queued when shutdown begins"
+    );
+    let stopped = agent.stop().await;
+    assert_eq!(stopped.unsent, 0);
+    assert_eq!(world.sink.events().len(), 20);
+}
+
+#[tokio::test]
+async fn a_refused_key_is_dropped_and_counted_not_retried_forever() {
+    let world = World::new().await;
+    let dsn = world.sink.dsn().replace("publickey", "revokedkey");
+    let agent = world.start(&[("SENTRY_DSN", dsn.as_str())]).await;
+    world.server.create_all(burst(2, "refused")).unwrap();
+    let metrics = agent.metrics.clone();
+    eventually("unauthorized drops", || {
+        Metrics::get(&metrics.sentry_dropped, "reason", "unauthorized") == 2
+    })
+    .await;
+    assert_eq!(agent.stop().await.unsent, 0);
+}

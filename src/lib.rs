@@ -10,6 +10,7 @@
 //! - [`pipeline`]: the stages wired together, with the reporting filters.
 //! - [`grouping`] and [`convert`]: the Sentry event, its tags, contexts and fingerprint.
 //! - [`delivery`]: our bounded queue in front of the HTTP transport (or the dry run).
+//! - [`crons`]: Sentry Crons check-ins for CronJob runs, beside the event pipeline.
 //! - [`health`] and [`metrics`]: probes and Prometheus metrics.
 //! - [`logging`] and [`redact`]: the agent's own logs, without secrets.
 //!
@@ -18,6 +19,7 @@
 pub mod cluster;
 pub mod config;
 pub mod convert;
+pub mod crons;
 pub mod dedup;
 pub mod delivery;
 pub mod event;
@@ -119,16 +121,31 @@ impl Agent {
             }
             None => None,
         };
-        let delivery = Delivery::start(&config, &self.metrics)?;
+        let delivery = Arc::new(Delivery::start(&config, &self.metrics)?);
+        // One stop signal for every task: the event pipeline and the CronJob monitor.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let crons = config.monitor_cronjobs.then(|| {
+            let monitor = crons::CronMonitor::new(client.clone(), config.clone(), delivery.clone());
+            tokio::spawn(monitor.run(stopped(stop_rx.clone())))
+        });
         let source = source::event_source(client, &config.namespaces, self.metrics.clone());
         let pipeline = Pipeline::new(
             config.clone(),
             self.metrics.clone(),
             health.clone(),
-            delivery,
+            delivery.clone(),
             scopes.len(),
         );
-        let delivery = pipeline.run(source, shutdown).await;
+        let pipeline = tokio::spawn(pipeline.run(source, stopped(stop_rx)));
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        let _ = pipeline.await;
+        if let Some(crons) = crons {
+            let _ = crons.await;
+        }
         health.stopped();
         info!(timeout = ?config.shutdown_timeout, "stopping: watches closed, flushing events");
         let unsent = delivery.shutdown(config.shutdown_timeout).await;

@@ -78,7 +78,7 @@ pub struct Pipeline {
     seen: SeenEvents,
     watches: Vec<WatchState>,
     settings: Settings,
-    delivery: Delivery,
+    delivery: Arc<Delivery>,
 }
 
 impl Pipeline {
@@ -86,7 +86,7 @@ impl Pipeline {
         config: Arc<Config>,
         metrics: Metrics,
         health: Arc<Health>,
-        delivery: Delivery,
+        delivery: Arc<Delivery>,
         watches: usize,
     ) -> Self {
         let capacity = NonZeroUsize::new(config.dedup_capacity).unwrap_or(NonZeroUsize::MIN);
@@ -101,9 +101,8 @@ impl Pipeline {
         }
     }
 
-    /// Runs until the source ends or `shutdown` resolves, finishing the item in hand; then
-    /// gives back delivery for flushing.
-    pub async fn run<S, F>(mut self, source: S, shutdown: F) -> Delivery
+    /// Runs until the source ends or `shutdown` resolves, finishing the item in hand.
+    pub async fn run<S, F>(mut self, source: S, shutdown: F)
     where
         S: Stream<Item = SourceItem>,
         F: std::future::Future<Output = ()>,
@@ -123,7 +122,6 @@ impl Pipeline {
                 _ = heartbeat.tick() => {}
             }
         }
-        self.delivery
     }
 
     async fn handle(&mut self, item: SourceItem) {

@@ -14,9 +14,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sentry::ClientOptions;
-use sentry::protocol::Event;
+use sentry::protocol::{EnvelopeItem, Event, MonitorCheckIn};
 use sentry::types::Dsn;
+use sentry::{ClientOptions, Envelope};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -110,24 +110,47 @@ impl Delivery {
     /// `SENTRY_K8S_QUEUE_TIMEOUT`.
     pub async fn deliver(&self, event: Event<'static>, dsn: Option<&Dsn>) -> Handoff {
         match self {
-            Delivery::DryRun => {
-                let line = serde_json::to_string(&event).expect("events serialize");
-                let mut out = std::io::stdout().lock();
-                let _ = writeln!(out, "{line}");
-                let _ = out.flush();
-                Handoff::Printed
+            Delivery::DryRun => print_line(&event),
+            Delivery::Sentry(sentry) => {
+                let client = sentry.client_for(dsn);
+                sentry
+                    .queue(|| {
+                        client.capture_event(event, None);
+                    })
+                    .await
             }
-            Delivery::Sentry(sentry) => sentry.deliver(event, dsn).await,
+        }
+    }
+
+    /// Sends a Sentry Crons check-in through the main DSN.
+    pub async fn check_in(&self, check_in: MonitorCheckIn) -> Handoff {
+        match self {
+            Delivery::DryRun => print_line(&serde_json::json!({ "check_in": check_in })),
+            Delivery::Sentry(sentry) => {
+                let mut envelope = Envelope::new();
+                envelope.add_item(EnvelopeItem::MonitorCheckIn(check_in));
+                let client = sentry.main.clone();
+                sentry.queue(move || client.send_envelope(envelope)).await
+            }
         }
     }
 
     /// Flushes everything within `timeout`; returns how many envelopes were left unsent.
-    pub async fn shutdown(self, timeout: Duration) -> usize {
+    pub async fn shutdown(&self, timeout: Duration) -> usize {
         match self {
             Delivery::DryRun => 0,
-            Delivery::Sentry(sentry) => (*sentry).shutdown(timeout).await,
+            Delivery::Sentry(sentry) => sentry.shutdown(timeout).await,
         }
     }
+}
+
+/// The dry run's output: one JSON document per line on stdout.
+fn print_line(value: &impl serde::Serialize) -> Handoff {
+    let line = serde_json::to_string(value).expect("protocol types serialize");
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+    Handoff::Printed
 }
 
 impl SentryDelivery {
@@ -149,15 +172,13 @@ impl SentryDelivery {
             .clone()
     }
 
-    async fn deliver(&self, event: Event<'static>, dsn: Option<&Dsn>) -> Handoff {
-        let client = self.client_for(dsn);
-        let result = self
+    /// Reserves room in the queue, then lets `capture` fill it through the SDK.
+    async fn queue(&self, capture: impl FnOnce()) -> Handoff {
+        match self
             .outbox
-            .send_with(self.config.queue_timeout, || {
-                client.capture_event(event, None);
-            })
-            .await;
-        match result {
+            .send_with(self.config.queue_timeout, capture)
+            .await
+        {
             Ok(()) => Handoff::Queued,
             Err(refused) => {
                 let reason = match refused {
@@ -175,7 +196,7 @@ impl SentryDelivery {
         }
     }
 
-    async fn shutdown(self, timeout: Duration) -> usize {
+    async fn shutdown(&self, timeout: Duration) -> usize {
         let pending = self.outbox.pending.clone();
         let drained = tokio::task::spawn_blocking(move || pending.wait_drained(timeout))
             .await

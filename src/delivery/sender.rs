@@ -14,6 +14,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use sentry::protocol::EnvelopeItem;
 use sentry::types::Dsn;
 use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
@@ -107,11 +108,11 @@ impl Sender {
             .await;
     }
 
-    fn blocked_for(&self, dsn: &Dsn) -> Option<Duration> {
+    fn blocked_for(&self, dsn: &Dsn, category: &str) -> Option<Duration> {
         let limits = self.limits.lock().unwrap();
         limits
             .get(&dsn.to_string())?
-            .blocked_for("error", Instant::now())
+            .blocked_for(category, Instant::now())
     }
 
     /// Sends one envelope until it is accepted or cannot be.
@@ -131,9 +132,19 @@ impl Sender {
             return;
         }
         let body = Bytes::from(gzip(&raw));
+        // The rate-limit category: check-ins are "monitor", everything else we send "error".
+        let category = if item
+            .envelope
+            .items()
+            .any(|i| matches!(i, EnvelopeItem::MonitorCheckIn(_)))
+        {
+            "monitor"
+        } else {
+            "error"
+        };
         let mut backoff = FIRST_BACKOFF;
         loop {
-            if let Some(wait) = self.blocked_for(&item.dsn) {
+            if let Some(wait) = self.blocked_for(&item.dsn, category) {
                 debug!(
                     seconds = wait.as_secs_f64(),
                     "rate limited by Sentry; waiting"

@@ -1,0 +1,367 @@
+//! The `sentry-kubernetes` binary as an operator runs it: exit codes, the dry run, SIGTERM,
+//! its probes, and logs that name problems but never secrets.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{DEADLINE, World, eventually};
+use harness::fixtures::EventFixture;
+use harness::{ApiServerOptions, DenyRule, FakeApiServer, SinkDelay};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sentry-kubernetes");
+
+/// A running agent process whose output is collected line by line.
+struct Process {
+    child: Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+impl Process {
+    fn spawn(vars: &[(String, String)]) -> Self {
+        let mut child = Command::new(BIN)
+            .env_clear()
+            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    fn stdout_lines(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    async fn wait_for_log(&self, what: &str, needle: &str) {
+        let stderr = self.stderr.clone();
+        eventually(what, || {
+            stderr.lock().unwrap().iter().any(|l| l.contains(needle))
+        })
+        .await;
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    async fn wait(&mut self) -> ExitStatus {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the agent did not exit: {}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.0 GET: the body, then the status code on the last line.
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let code = head.split_whitespace().nth(1).unwrap_or("");
+    format!("{body}\n{code}")
+}
+
+fn run_to_exit(vars: &[(&str, &str)]) -> (Option<i32>, String) {
+    let out = Command::new(BIN)
+        .env_clear()
+        .envs(vars.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_configuration_error_exits_2_with_one_line_naming_the_variable() {
+    let cases: &[(&str, &str)] = &[
+        ("SENTRY_K8S_WATCH_HISTORICAL", "perhaps"),
+        ("SENTRY_K8S_WATCH_NAMESPACES", "default,Not_A_Namespace"),
+        ("SENTRY_K8S_CLUSTER_CONFIG_TYPE", "sideways"),
+        ("SENTRY_K8S_LOG_LEVEL", "loud"),
+        ("SENTRY_K8S_MONITOR_CRONJOBS", "sometimes"),
+        ("SENTRY_K8S_CUSTOM_DSNS", "2"),
+        ("SENTRY_DSN", "definitely not a dsn"),
+        ("SENTRY_K8S_HTTP_ADDR", "everywhere"),
+        ("SENTRY_K8S_QUEUE_SIZE", "0"),
+        ("SENTRYK8SCLUSTERCONFIGTYPE", "sideways"),
+    ];
+    for (var, value) in cases {
+        let (code, stderr) = run_to_exit(&[(var, value), ("HOME", "/nonexistent")]);
+        assert_eq!(code, Some(2), "{var}={value}: {stderr}");
+        let canonical = if *var == "SENTRYK8SCLUSTERCONFIGTYPE" {
+            "SENTRY_K8S_CLUSTER_CONFIG_TYPE"
+        } else {
+            var
+        };
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains(&format!("{canonical}=")), "{var}: {stderr}");
+    }
+    // No cluster anywhere: auto mode says so, also with code 2.
+    let (code, stderr) = run_to_exit(&[("HOME", "/nonexistent"), ("SENTRY_K8S_HTTP_ADDR", "")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("SENTRY_K8S_CLUSTER_CONFIG_TYPE=\"auto\""),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_dsn_events_are_printed_as_json_lines() {
+    let world = World::new().await;
+    let mut vars = world.vars(&[]);
+    vars.retain(|(k, _)| k != "SENTRY_DSN");
+    let mut agent = Process::spawn(&vars);
+    world.server.wait_for_watches(1, DEADLINE).await.unwrap();
+    world
+        .server
+        .create(
+            EventFixture::warning(
+                "default",
+                "web-1.a",
+                "BackOff",
+                "Back-off restarting failed container",
+            )
+            .build(),
+        )
+        .unwrap();
+    world
+        .server
+        .create(EventFixture::normal("default", "web-1.b", "Pulled", "pulled").build())
+        .unwrap();
+    let stdout = agent.stdout.clone();
+    eventually("a printed event", || !stdout.lock().unwrap().is_empty()).await;
+    agent.terminate();
+    assert!(agent.wait().await.success());
+    let lines = agent.stdout_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let event: Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(
+        event["message"],
+        "web-1: Back-off restarting failed container"
+    );
+    assert_eq!(event["tags"]["reason"], "BackOff");
+    assert!(world.sink.events().is_empty());
+    assert_eq!(
+        agent.stderr().matches("SENTRY_DSN is not set").count(),
+        1,
+        "warned once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_prints_even_with_a_dsn_and_sends_nothing() {
+    let world = World::new().await;
+    let mut agent = Process::spawn(&world.vars(&[("SENTRY_K8S_DRY_RUN", "yes")]));
+    world.server.wait_for_watches(1, DEADLINE).await.unwrap();
+    world
+        .server
+        .create(
+            EventFixture::warning(
+                "default",
+                "db-0.a",
+                "Unhealthy",
+                "Liveness probe failed: timeout",
+            )
+            .build(),
+        )
+        .unwrap();
+    let stdout = agent.stdout.clone();
+    eventually("a printed event", || !stdout.lock().unwrap().is_empty()).await;
+    agent.terminate();
+    assert!(agent.wait().await.success());
+    assert!(world.sink.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_delivers_every_queued_event_then_exits_0() {
+    let world = World::new().await;
+    world.sink.delay(SinkDelay {
+        millis: 100,
+        count: None,
+    });
+    let mut agent = Process::spawn(&world.vars(&[
+        ("SENTRY_K8S_SHUTDOWN_TIMEOUT", "10s"),
+        ("SENTRY_K8S_LOG_LEVEL", "debug"),
+    ]));
+    world.server.wait_for_watches(1, DEADLINE).await.unwrap();
+    let events = (0..20)
+        .map(|i| {
+            EventFixture::warning(
+                "default",
+                &format!("job-{i}.e"),
+                "BackoffLimitExceeded",
+                &format!("job {i} failed"),
+            )
+            .build()
+        })
+        .collect();
+    world.server.create_all(events).unwrap();
+    agent
+        .wait_for_log("all 20 handed to delivery", "job-19")
+        .await;
+    assert!(
+        world.sink.events().len() < 20,
+        "the test must stop the agent with events still queued"
+    );
+    agent.terminate();
+    let status = agent.wait().await;
+    assert_eq!(status.code(), Some(0), "{}", agent.stderr());
+    assert_eq!(world.sink.events().len(), 20, "{}", agent.stderr());
+    assert!(agent.stderr().contains("every event was delivered"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_contain_the_dsn_key_or_the_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "tok-4f9b2c7d1e8a";
+    let server = FakeApiServer::start_with(
+        ApiServerOptions::default()
+            .tls(Some(dir.path().into()))
+            .token(token, "u"),
+    )
+    .await
+    .unwrap();
+    let world = World::with_server(server).await;
+    world.sink.add_project("2", "k3y5ecret9f");
+    let dsn = world.sink.dsn_for("2").unwrap();
+    world.sink.respond(harness::RespondRule {
+        status: 401,
+        count: Some(1),
+        ..Default::default()
+    });
+    for format in ["text", "json"] {
+        let mut agent = Process::spawn(&world.vars(&[
+            ("SENTRY_DSN", dsn.as_str()),
+            ("SENTRY_K8S_LOG_LEVEL", "trace"),
+            ("SENTRY_K8S_LOG_FORMAT", format),
+        ]));
+        world.server.wait_for_watches(1, DEADLINE).await.unwrap();
+        world
+            .server
+            .create(
+                EventFixture::warning("default", &format!("x-{format}.1"), "BackOff", "crash")
+                    .build(),
+            )
+            .unwrap();
+        agent
+            .wait_for_log("a debug line about the event", &format!("x-{format}"))
+            .await;
+        agent.terminate();
+        agent.wait().await;
+        let logs = agent.stderr();
+        assert!(
+            logs.contains("***@127.0.0.1"),
+            "the DSN is shown masked: {logs}"
+        );
+        assert!(!logs.contains("k3y5ecret9f"), "DSN key in the logs: {logs}");
+        assert!(!logs.contains(token), "token in the logs: {logs}");
+        if format == "json" {
+            assert!(
+                logs.lines()
+                    .all(|l| serde_json::from_str::<Value>(l).is_ok()),
+                "JSON lines: {logs}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_and_metrics_are_served() {
+    let world = World::new().await;
+    world.server.deny(DenyRule {
+        verb: "list".into(),
+        resource: "events".into(),
+        group: None,
+        namespace: None,
+    });
+    let agent = Process::spawn(&world.vars(&[
+        ("SENTRY_K8S_HTTP_ADDR", "127.0.0.1:0"),
+        ("SENTRY_K8S_LOG_FORMAT", "json"),
+    ]));
+    agent
+        .wait_for_log("the probe address", "serving /healthz")
+        .await;
+    let address = agent
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|l| l["address"].as_str().map(str::to_string))
+        .expect("the log line names the address");
+    // The apiserver's own 403 text is in the logs.
+    agent
+        .wait_for_log("the RBAC error", "events is forbidden: User \\\"system:serviceaccount:sentry:sentry-kubernetes\\\" cannot list resource \\\"events\\\"")
+        .await;
+    let get = |path: &str| http_get(&address, path);
+    assert!(get("/healthz").ends_with("200"));
+    let not_ready = get("/readyz");
+    assert!(
+        not_ready.ends_with("503") && not_ready.contains("default"),
+        "{not_ready}"
+    );
+    world.server.clear_faults();
+    eventually("readiness", || get("/readyz").ends_with("200")).await;
+    let metrics = get("/metrics");
+    for name in [
+        "sentry_k8s_watch_errors_total{kind=\"forbidden\"}",
+        "sentry_k8s_watches_ready 1",
+        "sentry_k8s_events_reported_total",
+        "sentry_k8s_queue_depth",
+    ] {
+        assert!(metrics.contains(name), "{name} missing from {metrics}");
+    }
+}

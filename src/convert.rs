@@ -168,7 +168,8 @@ pub fn to_sentry_event(event: &KubeEvent, settings: &Settings) -> Event<'static>
             "name": event.name,
             "namespace": event.namespace,
             "uid": event.uid,
-            "type": event.event_type,
+            // Not "type": that key is the context's own type tag in the protocol.
+            "event_type": event.event_type,
             "reason": event.reason,
             "count": event.count(),
             "first_seen": event.first_seen().map(rfc3339),

@@ -275,7 +275,11 @@ pub async fn handle(state: &Arc<State>, parts: &Parts, body: Bytes) -> Response<
             match crate::scenarios::by_name(name, state.as_ref()) {
                 Ok(entries) => done(json!({
                     "scenario": name,
-                    "warnings": entries.iter().map(|e| e.id).collect::<Vec<_>>(),
+                    "warnings": entries.iter().map(|e| json!({
+                        "id": e.id,
+                        "namespace": e.event["metadata"]["namespace"],
+                        "name": e.event["metadata"]["name"],
+                    })).collect::<Vec<_>>(),
                 })),
                 Err(e) => json_response(400, &json!({"error": e})),
             }

@@ -119,6 +119,19 @@ pub struct Config {
     pub event_ttl: Duration,
     /// `SENTRY_K8S_DEDUP_CAPACITY` (default 100000): events remembered to suppress resends.
     pub dedup_capacity: usize,
+    /// `SENTRY_K8S_BREADCRUMBS` (default 20): earlier events attached to each reported one.
+    pub breadcrumbs: usize,
+    /// `SENTRY_K8S_BREADCRUMB_WORKLOADS` (default 5000): workloads whose events are kept
+    /// for breadcrumbs (least recently active evicted first).
+    pub breadcrumb_workloads: usize,
+    /// `SENTRY_K8S_BREADCRUMBS_PER_WORKLOAD` (default 50): events kept per workload.
+    pub breadcrumbs_per_workload: usize,
+    /// `SENTRY_K8S_OWNER_CACHE_SIZE` (default 10000): objects whose owner metadata is cached.
+    pub owner_cache_size: usize,
+    /// `SENTRY_K8S_OWNER_CACHE_TTL` (default `5m`): when cached owner metadata is re-read.
+    pub owner_cache_ttl: Duration,
+    /// `SENTRY_K8S_LOOKUP_CONCURRENCY` (default 8): owner lookups in flight at once.
+    pub lookup_concurrency: usize,
     /// `HOSTNAME`: the `agent_hostname` tag.
     pub hostname: String,
 }
@@ -166,6 +179,12 @@ struct Env {
     sentry_k8s_event_ttl: Option<String>,
     sentry_k8s_dedup_capacity: Option<String>,
     sentry_k8s_service_account_dir: Option<String>,
+    sentry_k8s_breadcrumbs: Option<String>,
+    sentry_k8s_breadcrumb_workloads: Option<String>,
+    sentry_k8s_breadcrumbs_per_workload: Option<String>,
+    sentry_k8s_owner_cache_size: Option<String>,
+    sentry_k8s_owner_cache_ttl: Option<String>,
+    sentry_k8s_lookup_concurrency: Option<String>,
     kubernetes_service_host: Option<String>,
     kubernetes_service_port: Option<String>,
     kubeconfig: Option<String>,
@@ -196,6 +215,12 @@ pub const AGENT_VARIABLES: &[&str] = &[
     "SENTRY_K8S_EVENT_TTL",
     "SENTRY_K8S_DEDUP_CAPACITY",
     "SENTRY_K8S_SERVICE_ACCOUNT_DIR",
+    "SENTRY_K8S_BREADCRUMBS",
+    "SENTRY_K8S_BREADCRUMB_WORKLOADS",
+    "SENTRY_K8S_BREADCRUMBS_PER_WORKLOAD",
+    "SENTRY_K8S_OWNER_CACHE_SIZE",
+    "SENTRY_K8S_OWNER_CACHE_TTL",
+    "SENTRY_K8S_LOOKUP_CONCURRENCY",
 ];
 
 const GLOBAL_TAG_PREFIX: &str = "SENTRY_K8S_GLOBAL_TAG_";
@@ -590,6 +615,36 @@ impl Config {
                 "SENTRY_K8S_DEDUP_CAPACITY",
                 &env.sentry_k8s_dedup_capacity,
                 100_000,
+                1,
+            )?,
+            breadcrumbs: count_or("SENTRY_K8S_BREADCRUMBS", &env.sentry_k8s_breadcrumbs, 20, 0)?,
+            breadcrumb_workloads: count_or(
+                "SENTRY_K8S_BREADCRUMB_WORKLOADS",
+                &env.sentry_k8s_breadcrumb_workloads,
+                5000,
+                1,
+            )?,
+            breadcrumbs_per_workload: count_or(
+                "SENTRY_K8S_BREADCRUMBS_PER_WORKLOAD",
+                &env.sentry_k8s_breadcrumbs_per_workload,
+                50,
+                1,
+            )?,
+            owner_cache_size: count_or(
+                "SENTRY_K8S_OWNER_CACHE_SIZE",
+                &env.sentry_k8s_owner_cache_size,
+                10_000,
+                1,
+            )?,
+            owner_cache_ttl: duration_or(
+                "SENTRY_K8S_OWNER_CACHE_TTL",
+                &env.sentry_k8s_owner_cache_ttl,
+                Duration::from_secs(300),
+            )?,
+            lookup_concurrency: count_or(
+                "SENTRY_K8S_LOOKUP_CONCURRENCY",
+                &env.sentry_k8s_lookup_concurrency,
+                8,
                 1,
             )?,
             hostname: non_empty(env.hostname)

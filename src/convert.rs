@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sentry::protocol::{ClientSdkInfo, Context, Event, Level, Map};
+use sentry::protocol::{Breadcrumb, ClientSdkInfo, Context, Event, Level, Map};
 use serde_json::{Value, json};
 
+use crate::breadcrumbs::Crumb;
 use crate::config::Config;
+use crate::enrich::Enrichment;
 use crate::event::KubeEvent;
 use crate::grouping::{self, Scope};
 
@@ -101,8 +103,31 @@ fn context(value: Value) -> Context {
     }
 }
 
-/// The Sentry event for one occurrence of a Kubernetes event.
-pub fn to_sentry_event(event: &KubeEvent, settings: &Settings) -> Event<'static> {
+fn breadcrumb(crumb: &Crumb) -> Breadcrumb {
+    let mut data = Map::new();
+    data.insert("kind".into(), json!(crumb.kind));
+    data.insert("name".into(), json!(crumb.name));
+    data.insert("count".into(), json!(crumb.count));
+    Breadcrumb {
+        timestamp: SystemTime::from(crumb.at),
+        ty: "default".into(),
+        category: Some("k8s.event".into()),
+        level: if crumb.warning {
+            Level::Warning
+        } else {
+            Level::Info
+        },
+        message: Some(format!("{}: {}", crumb.reason, crumb.message)),
+        data,
+    }
+}
+
+/// The Sentry event for one occurrence of a Kubernetes event, enriched.
+pub fn to_sentry_event(
+    event: &KubeEvent,
+    enrichment: &Enrichment,
+    settings: &Settings,
+) -> Event<'static> {
     let (message, combined) = grouping::strip_combined(&event.message);
     let involved = &event.involved;
     let object_name = if involved.name.is_empty() {
@@ -113,6 +138,12 @@ pub fn to_sentry_event(event: &KubeEvent, settings: &Settings) -> Event<'static>
     let full_message = format!("{object_name}: {message}");
     let truncated = full_message.chars().count() > MAX_MESSAGE_CHARS;
     let container = involved.container();
+    let root = enrichment.chain.root();
+    let root_name = if root.name.is_empty() {
+        object_name.as_str()
+    } else {
+        root.name.as_str()
+    };
 
     let mut tags = BTreeMap::new();
     insert_tag(&mut tags, "watcher_name", "events");
@@ -130,12 +161,24 @@ pub fn to_sentry_event(event: &KubeEvent, settings: &Settings) -> Event<'static>
             object_name,
         );
     }
+    // pod_name, replicaset_name, deployment_name, job_name, cronjob_name, …: the chain.
+    for owner in enrichment.chain.objects().skip(1) {
+        if !owner.kind.is_empty() {
+            insert_tag(
+                &mut tags,
+                &format!("{}_name", owner.kind.to_ascii_lowercase()),
+                &owner.name,
+            );
+        }
+    }
+    insert_tag(&mut tags, "root_kind", &root.kind);
+    insert_tag(&mut tags, "root_name", root_name);
     insert_tag(&mut tags, "agent_hostname", &settings.hostname);
     if let Some(container) = container {
         insert_tag(&mut tags, "container", container);
     }
-    if !event.source_host.is_empty() {
-        insert_tag(&mut tags, "node_name", &event.source_host);
+    if let Some(node) = &enrichment.node {
+        insert_tag(&mut tags, "node_name", node);
     }
     if combined {
         insert_tag(&mut tags, "combined_from_similar", "true");
@@ -147,15 +190,16 @@ pub fn to_sentry_event(event: &KubeEvent, settings: &Settings) -> Event<'static>
         insert_tag(&mut tags, key, value);
     }
 
+    // One issue per workload and reason: the root owner, not the pod, is the scope.
+    let namespace = [&root.namespace, &involved.namespace, &event.namespace]
+        .into_iter()
+        .find(|ns| !ns.is_empty())
+        .map_or("", |ns| ns.as_str());
     let scope = Scope {
         cluster: settings.cluster_name.as_deref(),
-        namespace: if involved.namespace.is_empty() {
-            &event.namespace
-        } else {
-            &involved.namespace
-        },
-        kind: &involved.kind,
-        name: object_name,
+        namespace,
+        kind: &root.kind,
+        name: root_name,
         reason: &event.reason,
         container,
     };
@@ -194,16 +238,28 @@ pub fn to_sentry_event(event: &KubeEvent, settings: &Settings) -> Event<'static>
             "field_path": involved.field_path,
         })),
     );
+    let chain: Vec<_> = enrichment
+        .chain
+        .objects()
+        .map(
+            |o| json!({"kind": o.kind, "name": o.name, "uid": o.uid, "api_version": o.api_version}),
+        )
+        .collect();
+    contexts.insert(
+        "owners".to_string(),
+        context(json!({
+            "root_kind": root.kind,
+            "root_name": root_name,
+            "chain": chain,
+        })),
+    );
 
     Event {
         event_id: event_id(event),
         level: Level::Error,
         message: Some(truncate(&full_message, MAX_MESSAGE_CHARS).into_owned()),
         logger: Some("kubernetes.events".into()),
-        culprit: Some(format!(
-            "{}/{}/{}",
-            scope.namespace, involved.kind, object_name
-        )),
+        culprit: Some(format!("{namespace}/{}/{root_name}", root.kind)),
         platform: Cow::Borrowed("other"),
         timestamp: event
             .occurred_at()
@@ -213,6 +269,12 @@ pub fn to_sentry_event(event: &KubeEvent, settings: &Settings) -> Event<'static>
         release: settings.release.clone().map(Cow::Owned),
         tags,
         contexts,
+        breadcrumbs: enrichment
+            .breadcrumbs
+            .iter()
+            .map(breadcrumb)
+            .collect::<Vec<_>>()
+            .into(),
         fingerprint: Cow::Owned(fingerprint.into_iter().map(Cow::Owned).collect()),
         sdk: Some(Cow::Owned(ClientSdkInfo {
             name: "sentry.rust.kubernetes".into(),
@@ -270,7 +332,7 @@ mod tests {
             environment: Some("prod".into()),
             release: Some("1.2.3".into()),
         };
-        let e = to_sentry_event(&backoff(), &settings);
+        let e = to_sentry_event(&backoff(), &Enrichment::bare(&backoff()), &settings);
         assert_eq!(
             e.message.as_deref(),
             Some("web-1: Back-off restarting failed container app in pod web-1_shop(p1)")
@@ -328,7 +390,7 @@ mod tests {
         let mut ev = backoff();
         ev.message = "é".repeat(1 << 20);
         ev.reason = format!("Reason\n{}", "x".repeat(500));
-        let e = to_sentry_event(&ev, &Settings::default());
+        let e = to_sentry_event(&ev, &Enrichment::bare(&ev), &Settings::default());
         let message = e.message.unwrap();
         assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS);
         assert!(message.ends_with('…'));

@@ -7,6 +7,8 @@
 //! - [`source`]: the event watches, merged into one stream.
 //! - [`normalize`]: the Kubernetes Event JSON read into our [`event`] types.
 //! - [`dedup`]: occurrences, not objects — relists and resends report nothing.
+//! - [`owners`], [`breadcrumbs`] and [`enrich`]: the workload (root owner) of each event, the
+//!   trail of earlier events, the node, the per-object DSN.
 //! - [`pipeline`]: the stages wired together, with the reporting filters.
 //! - [`grouping`] and [`convert`]: the Sentry event, its tags, contexts and fingerprint.
 //! - [`delivery`]: our bounded queue in front of the HTTP transport (or the dry run).
@@ -16,18 +18,21 @@
 //!
 //! [`Agent`] runs it all; `main.rs` only loads the configuration and waits for a signal.
 
+pub mod breadcrumbs;
 pub mod cluster;
 pub mod config;
 pub mod convert;
 pub mod crons;
 pub mod dedup;
 pub mod delivery;
+pub mod enrich;
 pub mod event;
 pub mod grouping;
 pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod normalize;
+pub mod owners;
 pub mod pipeline;
 pub mod redact;
 pub mod source;
@@ -131,15 +136,32 @@ impl Agent {
             let monitor = crons::CronMonitor::new(client.clone(), config.clone(), delivery.clone());
             tokio::spawn(monitor.run(stopped(stop_rx.clone())))
         });
-        let source = source::event_source(client, &config.namespaces, self.metrics.clone());
-        let pipeline = Pipeline::new(
-            config.clone(),
+        let resolver = Arc::new(owners::OwnerResolver::new(
+            client.clone(),
+            owners::CacheLimits {
+                capacity: std::num::NonZeroUsize::new(config.owner_cache_size)
+                    .unwrap_or(std::num::NonZeroUsize::MIN),
+                ttl: config.owner_cache_ttl,
+            },
             self.metrics.clone(),
-            health.clone(),
-            delivery.clone(),
-            scopes.len(),
-        );
-        let pipeline = tokio::spawn(pipeline.run(source, stopped(stop_rx)));
+        ));
+        let source = source::event_source(client, &config.namespaces, self.metrics.clone());
+        let pipeline = Pipeline {
+            tracker: pipeline::Tracker::new(
+                config.clone(),
+                self.metrics.clone(),
+                health.clone(),
+                scopes.len(),
+            ),
+            resolver: Some(resolver),
+            reporter: pipeline::Reporter::new(&config, self.metrics.clone(), delivery.clone()),
+            concurrency: config.lookup_concurrency,
+            custom_dsns: config.custom_dsns,
+            health: health.clone(),
+        };
+        // Draining in-flight events and flushing delivery share the shutdown budget.
+        let drain = config.shutdown_timeout / 2;
+        let pipeline = tokio::spawn(pipeline.run(source, stopped(stop_rx), drain));
         shutdown.await;
         let _ = stop_tx.send(true);
         let _ = pipeline.await;
@@ -148,7 +170,7 @@ impl Agent {
         }
         health.stopped();
         info!(timeout = ?config.shutdown_timeout, "stopping: watches closed, flushing events");
-        let unsent = delivery.shutdown(config.shutdown_timeout).await;
+        let unsent = delivery.shutdown(config.shutdown_timeout - drain).await;
         if let Some(task) = http {
             task.abort();
         }

@@ -47,6 +47,17 @@ pub struct Metrics {
     pub queue_depth: Gauge,
     /// Seconds from the Kubernetes occurrence time to the hand-off to delivery.
     pub event_lag: Histogram,
+    /// Owner metadata lookups (`outcome`: cached, fetched, coalesced, forbidden, not_found,
+    /// unreadable, error).
+    pub owner_lookups: Labeled,
+    /// Objects in the owner cache, and entries evicted from it.
+    pub owner_cache_entries: Gauge,
+    pub owner_cache_evictions: Counter,
+    /// Workloads with breadcrumbs kept, and evictions (`reason`: entries, workloads).
+    pub breadcrumb_workloads: Gauge,
+    pub breadcrumb_evictions: Labeled,
+    /// Per-object DSN routing (`outcome`: routed, invalid).
+    pub custom_dsn: Labeled,
 }
 
 impl Default for Metrics {
@@ -164,8 +175,50 @@ impl Metrics {
             "From the Kubernetes occurrence time to delivery",
             Histogram::new([0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0]),
         );
+        let owner_lookups = register(
+            r,
+            "owner_lookups",
+            "Owner metadata lookups, by outcome",
+            Labeled::default(),
+        );
+        let owner_cache_entries = register(
+            r,
+            "owner_cache_entries",
+            "Objects in the owner cache",
+            Gauge::default(),
+        );
+        let owner_cache_evictions = register(
+            r,
+            "owner_cache_evictions",
+            "Owner cache entries evicted",
+            Counter::default(),
+        );
+        let breadcrumb_workloads = register(
+            r,
+            "breadcrumb_workloads",
+            "Workloads with breadcrumbs kept",
+            Gauge::default(),
+        );
+        let breadcrumb_evictions = register(
+            r,
+            "breadcrumb_evictions",
+            "Breadcrumbs evicted",
+            Labeled::default(),
+        );
+        let custom_dsn = register(
+            r,
+            "custom_dsn",
+            "Per-object DSN routing, by outcome",
+            Labeled::default(),
+        );
         Self {
             registry: Arc::new(registry),
+            owner_lookups,
+            owner_cache_entries,
+            owner_cache_evictions,
+            breadcrumb_workloads,
+            breadcrumb_evictions,
+            custom_dsn,
             events_received,
             occurrences,
             deduplicated,

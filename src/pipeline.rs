@@ -1,39 +1,39 @@
-//! The pipeline, in one place: source → normalize → dedup → filter → convert → deliver.
+//! The pipeline, in one place:
 //!
-//! Items are handled one at a time, in order. The first list of each watch is history:
-//! recorded as seen and not reported, or (historical replay) reported oldest first once the
-//! list is complete. Later lists (after a 410 relist) report only what is new.
+//! ```text
+//! source → normalize → dedup → filter ─┬→ owners (concurrent, order kept) → breadcrumbs
+//!                                      │   → convert → deliver
+//!                                      └ (Normal, history: breadcrumbs only)
+//! ```
+//!
+//! [`Tracker`] is the synchronous front: which observations are occurrences, which are
+//! reported. The first list of each watch is history — remembered, not reported — unless
+//! historical replay is on, when it is reported oldest first once the list is complete.
+//! Owner chains are resolved with bounded concurrency, then [`Reporter`] records every
+//! occurrence in the breadcrumb trail and sends the reported ones, in order.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{Stream, StreamExt};
-use kube::api::DynamicObject;
+use futures::{FutureExt, Stream, StreamExt, stream};
 use tracing::{debug, warn};
 
+use crate::breadcrumbs::TrailLimits;
 use crate::config::Config;
 use crate::convert::{self, Settings};
 use crate::dedup::{SeenEvents, Verdict};
 use crate::delivery::{Delivery, Handoff};
+use crate::enrich::{Enricher, Enrichment};
 use crate::event::KubeEvent;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::normalize::normalize;
+use crate::owners::{Chain, OwnerResolver};
 use crate::source::SourceItem;
 
 /// How often the pipeline proves it is alive while idle.
 const HEARTBEAT: Duration = Duration::from_secs(5);
-
-#[derive(Default)]
-struct WatchState {
-    /// Inside a list (first or relist).
-    listing: bool,
-    /// The first list has completed; everything after it is news.
-    synced: bool,
-    /// Historical replay: the first list's occurrences, reported when it completes.
-    backlog: Vec<KubeEvent>,
-}
 
 /// Why an occurrence is not reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,80 +71,95 @@ pub fn filter(event: &KubeEvent, config: &Config) -> Option<Filtered> {
     None
 }
 
-pub struct Pipeline {
+/// One occurrence on its way: reported, or only remembered as a breadcrumb.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Occurrence {
+    pub event: KubeEvent,
+    pub report: bool,
+}
+
+#[derive(Default)]
+struct WatchState {
+    /// Inside a list (first or relist).
+    listing: bool,
+    /// The first list has completed; everything after it is news.
+    synced: bool,
+    /// Historical replay: the first list's occurrences, reported when it completes.
+    backlog: Vec<KubeEvent>,
+}
+
+/// Stage one: normalize, dedup, decide. Synchronous and in order.
+pub struct Tracker {
     config: Arc<Config>,
     metrics: Metrics,
     health: Arc<Health>,
     seen: SeenEvents,
     watches: Vec<WatchState>,
-    settings: Settings,
-    delivery: Arc<Delivery>,
 }
 
-impl Pipeline {
-    pub fn new(
-        config: Arc<Config>,
-        metrics: Metrics,
-        health: Arc<Health>,
-        delivery: Arc<Delivery>,
-        watches: usize,
-    ) -> Self {
+impl Tracker {
+    pub fn new(config: Arc<Config>, metrics: Metrics, health: Arc<Health>, watches: usize) -> Self {
         let capacity = NonZeroUsize::new(config.dedup_capacity).unwrap_or(NonZeroUsize::MIN);
         Self {
             seen: SeenEvents::new(capacity, config.event_ttl),
             watches: (0..watches).map(|_| WatchState::default()).collect(),
-            settings: Settings::from_config(&config),
             config,
             metrics,
             health,
-            delivery,
         }
     }
 
-    /// Runs until the source ends or `shutdown` resolves, finishing the item in hand.
-    pub async fn run<S, F>(mut self, source: S, shutdown: F)
-    where
-        S: Stream<Item = SourceItem>,
-        F: std::future::Future<Output = ()>,
-    {
-        let mut source = std::pin::pin!(source);
-        let mut shutdown = std::pin::pin!(shutdown);
-        let mut heartbeat = tokio::time::interval(HEARTBEAT);
-        loop {
-            self.health.beat();
-            tokio::select! {
-                biased;
-                _ = &mut shutdown => break,
-                item = source.next() => match item {
-                    Some(item) => self.handle(item).await,
-                    None => break,
-                },
-                _ = heartbeat.tick() => {}
-            }
-        }
-    }
-
-    async fn handle(&mut self, item: SourceItem) {
+    /// The occurrences one source item yields (a completed first list may yield many).
+    pub fn handle(&mut self, item: SourceItem) -> Vec<Occurrence> {
         match item {
-            SourceItem::ListStarted { watch } => self.watches[watch].listing = true,
-            SourceItem::Listed { watch, object } | SourceItem::Applied { watch, object } => {
-                self.observe(watch, &object).await
+            SourceItem::ListStarted { watch } => {
+                self.watches[watch].listing = true;
+                Vec::new()
             }
-            SourceItem::ListDone { watch } => self.list_done(watch).await,
+            SourceItem::Listed { watch, object } | SourceItem::Applied { watch, object } => {
+                let Some(event) = self.read(&object) else {
+                    return Vec::new();
+                };
+                self.observe(watch, event).into_iter().collect()
+            }
+            SourceItem::ListDone { watch } => self.list_done(watch),
             SourceItem::Deleted { object, .. } => {
                 if let Ok(event) = normalize(&object) {
                     self.seen.forget(&event.uid);
                     self.metrics.dedup_entries.set(self.seen.len() as i64);
                 }
+                Vec::new()
             }
         }
     }
 
-    async fn list_done(&mut self, watch: usize) {
+    fn read(&self, object: &kube::api::DynamicObject) -> Option<KubeEvent> {
+        match normalize(object) {
+            Ok(event) => {
+                let kind = match event.event_type.as_str() {
+                    "Warning" => "warning",
+                    "Normal" => "normal",
+                    _ => "other",
+                };
+                Metrics::inc(&self.metrics.events_received, "type", kind);
+                Some(event)
+            }
+            Err(why) => {
+                Metrics::inc(&self.metrics.malformed, "reason", why.as_label());
+                warn!(
+                    reason = why.as_label(),
+                    "skipped an object that is not a readable event"
+                );
+                None
+            }
+        }
+    }
+
+    fn list_done(&mut self, watch: usize) -> Vec<Occurrence> {
         let state = &mut self.watches[watch];
         state.listing = false;
         if state.synced {
-            return;
+            return Vec::new();
         }
         state.synced = true;
         let mut backlog = std::mem::take(&mut state.backlog);
@@ -158,29 +173,13 @@ impl Pipeline {
                 "replaying stored events, oldest first"
             );
         }
-        for event in backlog {
-            self.report(event).await;
-        }
+        backlog
+            .into_iter()
+            .map(|event| self.decide(event))
+            .collect()
     }
 
-    async fn observe(&mut self, watch: usize, object: &DynamicObject) {
-        let event = match normalize(object) {
-            Ok(event) => event,
-            Err(why) => {
-                Metrics::inc(&self.metrics.malformed, "reason", why.as_label());
-                warn!(
-                    reason = why.as_label(),
-                    "skipped an object that is not a readable event"
-                );
-                return;
-            }
-        };
-        let kind = match event.event_type.as_str() {
-            "Warning" => "warning",
-            "Normal" => "normal",
-            _ => "other",
-        };
-        Metrics::inc(&self.metrics.events_received, "type", kind);
+    fn observe(&mut self, watch: usize, event: KubeEvent) -> Option<Occurrence> {
         let (verdict, evictions) = self.seen.observe(&event, Instant::now());
         for _ in 0..evictions.expired {
             Metrics::inc(&self.metrics.dedup_evictions, "reason", "expired");
@@ -196,36 +195,212 @@ impl Pipeline {
         match verdict {
             Verdict::Duplicate => {
                 self.metrics.deduplicated.inc();
-                return;
+                return None;
             }
             Verdict::New => Metrics::inc(&self.metrics.occurrences, "kind", "new"),
             Verdict::Repeat => Metrics::inc(&self.metrics.occurrences, "kind", "repeat"),
+        }
+        // Filtered-out reasons and sources are noise by the operator's word: not even
+        // breadcrumbs. Normal events are breadcrumbs only.
+        if let Some(filtered @ (Filtered::Reason | Filtered::Source)) = filter(&event, &self.config)
+        {
+            Metrics::inc(&self.metrics.filtered, "filter", filtered.as_label());
+            return None;
         }
         let state = &mut self.watches[watch];
         if state.listing && !state.synced {
             if self.config.historical {
                 state.backlog.push(event);
-            } else {
-                Metrics::inc(&self.metrics.filtered, "filter", "historical");
+                return None;
             }
-            return;
+            Metrics::inc(&self.metrics.filtered, "filter", "historical");
+            return Some(Occurrence {
+                event,
+                report: false,
+            });
         }
-        self.report(event).await;
+        Some(self.decide(event))
     }
 
-    async fn report(&mut self, event: KubeEvent) {
-        if let Some(filtered) = filter(&event, &self.config) {
-            Metrics::inc(&self.metrics.filtered, "filter", filtered.as_label());
+    /// Reported, unless Normal.
+    fn decide(&self, event: KubeEvent) -> Occurrence {
+        let report = !event.is_normal();
+        if !report {
+            Metrics::inc(
+                &self.metrics.filtered,
+                "filter",
+                Filtered::Normal.as_label(),
+            );
+        }
+        Occurrence { event, report }
+    }
+}
+
+/// Stage two: the owner chain (and the DSN annotations) of an occurrence.
+pub struct Resolved {
+    pub occurrence: Occurrence,
+    pub chain: Chain,
+    /// The namespace's DSN annotation, when custom DSNs are on and no object has one.
+    pub namespace_dsn: Option<String>,
+}
+
+async fn resolve(
+    resolver: Option<Arc<OwnerResolver>>,
+    custom_dsns: bool,
+    occurrence: Occurrence,
+) -> Resolved {
+    let Some(resolver) = resolver else {
+        let chain = Chain::of(&occurrence.event.involved);
+        return Resolved {
+            occurrence,
+            chain,
+            namespace_dsn: None,
+        };
+    };
+    let mut involved = occurrence.event.involved.clone();
+    if involved.namespace.is_empty()
+        && crate::owners::readable_resource(&involved.api_version, &involved.kind).is_some()
+    {
+        involved.namespace = occurrence.event.namespace.clone();
+    }
+    let chain = resolver.chain(&involved).await;
+    let namespace_dsn = if custom_dsns && occurrence.report && chain.dsn_annotation().is_none() {
+        resolver.namespace_dsn(&occurrence.event.namespace).await
+    } else {
+        None
+    };
+    Resolved {
+        occurrence,
+        chain,
+        namespace_dsn,
+    }
+}
+
+/// Stage three: breadcrumbs, conversion and delivery, in order.
+pub struct Reporter {
+    enricher: Enricher,
+    settings: Settings,
+    delivery: Arc<Delivery>,
+    metrics: Metrics,
+}
+
+impl Reporter {
+    pub fn new(config: &Config, metrics: Metrics, delivery: Arc<Delivery>) -> Self {
+        let limits = TrailLimits {
+            workloads: NonZeroUsize::new(config.breadcrumb_workloads).unwrap_or(NonZeroUsize::MIN),
+            per_workload: config.breadcrumbs_per_workload,
+        };
+        Self {
+            enricher: Enricher::new(limits, config.breadcrumbs, metrics.clone()),
+            settings: Settings::from_config(config),
+            delivery,
+            metrics,
+        }
+    }
+
+    pub async fn handle(&mut self, resolved: Resolved) {
+        let Resolved {
+            occurrence,
+            chain,
+            namespace_dsn,
+        } = resolved;
+        let event = occurrence.event;
+        self.enricher.record(&event, &chain);
+        if !occurrence.report {
             return;
         }
-        let sentry_event = convert::to_sentry_event(&event, &self.settings);
+        let dsn = match chain.dsn_annotation() {
+            Some((object, raw)) => {
+                let object = object.clone();
+                self.enricher.dsn(&object, raw)
+            }
+            None => namespace_dsn.and_then(|raw| {
+                let namespace = crate::event::ObjectRef {
+                    kind: "Namespace".into(),
+                    name: event.namespace.clone(),
+                    ..Default::default()
+                };
+                self.enricher.dsn(&namespace, &raw)
+            }),
+        };
+        if dsn.is_some() {
+            Metrics::inc(&self.metrics.custom_dsn, "outcome", "routed");
+        }
+        let enrichment: Enrichment = self.enricher.enrichment(&event, chain);
+        let sentry_event = convert::to_sentry_event(&event, &enrichment, &self.settings);
         if let Some(at) = event.occurred_at() {
             let lag = (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0;
             self.metrics.event_lag.observe(lag);
         }
-        debug!(namespace = %event.namespace, reason = %event.reason, object = %event.involved.name, "reporting");
-        if self.delivery.deliver(sentry_event, None).await != Handoff::Dropped {
+        debug!(namespace = %event.namespace, reason = %event.reason, object = %event.involved.name, root = %enrichment.chain.root().name, "reporting");
+        if self.delivery.deliver(sentry_event, dsn.as_ref()).await != Handoff::Dropped {
             self.metrics.reported.inc();
+        }
+    }
+}
+
+/// The whole pipeline.
+pub struct Pipeline {
+    pub tracker: Tracker,
+    pub resolver: Option<Arc<OwnerResolver>>,
+    pub reporter: Reporter,
+    pub concurrency: usize,
+    pub custom_dsns: bool,
+    pub health: Arc<Health>,
+}
+
+impl Pipeline {
+    /// Runs until the source ends or `stop` resolves; then drains what is in flight, for at
+    /// most `drain` after the stop.
+    pub async fn run<S, F>(self, source: S, stop: F, drain: Duration)
+    where
+        S: Stream<Item = SourceItem>,
+        F: std::future::Future<Output = ()>,
+    {
+        let Pipeline {
+            mut tracker,
+            resolver,
+            mut reporter,
+            concurrency,
+            custom_dsns,
+            health,
+        } = self;
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<Instant>();
+        let stop = stop.map(move |()| {
+            let _ = stopped_tx.send(Instant::now());
+        });
+        let occurrences = source
+            .take_until(stop)
+            .flat_map(move |item| stream::iter(tracker.handle(item)))
+            .map(move |occurrence| resolve(resolver.clone(), custom_dsns, occurrence))
+            .buffered(concurrency.max(1));
+        let mut occurrences = std::pin::pin!(occurrences);
+        let mut stopped_rx = stopped_rx;
+        let mut deadline: Option<tokio::time::Instant> = None;
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        loop {
+            health.beat();
+            if deadline.is_none()
+                && let Ok(at) = stopped_rx.try_recv()
+            {
+                deadline = Some(tokio::time::Instant::from_std(at) + drain);
+            }
+            let next = async {
+                match deadline {
+                    Some(d) => tokio::time::timeout_at(d, occurrences.next())
+                        .await
+                        .ok()
+                        .flatten(),
+                    None => occurrences.next().await,
+                }
+            };
+            tokio::select! {
+                item = next => match item {
+                    Some(resolved) => reporter.handle(resolved).await,
+                    None => break,
+                },
+                _ = heartbeat.tick() => {}
+            }
         }
     }
 }
@@ -239,7 +414,7 @@ mod tests {
     }
 
     fn event(kind: &str, reason: &str, component: &str) -> KubeEvent {
-        let object: DynamicObject = serde_json::from_value(serde_json::json!({
+        let object: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "e", "namespace": "n", "uid": "u"},
             "involvedObject": {"kind": "Pod", "name": "p"},
             "type": kind, "reason": reason, "source": {"component": component},

@@ -217,26 +217,32 @@ async fn every_warning_of_the_catalog_is_reported_with_its_fields() {
             .contains("combined from similar")
     );
 
-    // The same failure on the three pods of one Deployment: same shape, per-pod scope
-    // (the enrichment issue groups them by workload).
-    let pods: Vec<&str> = (0..3)
-        .map(|i| {
-            events_object(
-                &entries,
-                [
-                    "checkout-backoff-0",
-                    "checkout-backoff-1",
-                    "checkout-backoff-2",
-                ][i],
-            )
-        })
+    // The same failure on the three pods of one Deployment: one issue, named by it.
+    let pods: Vec<&str> = [
+        "checkout-backoff-0",
+        "checkout-backoff-1",
+        "checkout-backoff-2",
+    ]
+    .iter()
+    .map(|id| events_object(&entries, id))
+    .collect();
+    let fingerprints: std::collections::HashSet<String> = pods
+        .iter()
+        .map(|p| by_reason_and_object(&events, "BackOff", p)["fingerprint"].to_string())
         .collect();
-    for p in &pods {
-        assert_eq!(
-            by_reason_and_object(&events, "BackOff", p)["tags"]["reason"],
-            "BackOff"
-        );
-    }
+    assert_eq!(fingerprints.len(), 1);
+    assert_eq!(
+        e["fingerprint"],
+        json!([
+            "eu-1",
+            "shop",
+            "Deployment",
+            "checkout",
+            "BackOff",
+            "container:app"
+        ])
+    );
+    assert_eq!(e["tags"]["deployment_name"], "checkout");
     agent.stop().await;
 }
 

@@ -1,0 +1,190 @@
+//! The trail of what came before: every occurrence (Normal and Warning) is remembered under
+//! its workload (root owner), so a reported event carries the earlier events of the same
+//! object and of its workload's other objects — never of unrelated ones.
+//!
+//! Bounded twice: a cap on workloads tracked (least recently touched evicted) and on
+//! entries per workload (oldest dropped); both evictions are counted by the caller.
+
+use std::collections::VecDeque;
+use std::num::NonZeroUsize;
+
+use chrono::{DateTime, Utc};
+use lru::LruCache;
+
+use crate::convert::truncate;
+use crate::event::KubeEvent;
+
+/// Breadcrumb messages are cut here: enough to read, bounded in memory and in the event.
+pub const MAX_CRUMB_MESSAGE_CHARS: usize = 512;
+
+/// One earlier occurrence.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Crumb {
+    pub at: DateTime<Utc>,
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+    pub kind: String,
+    pub name: String,
+    pub count: i64,
+    /// Which occurrence of which event this is, so an event never lists itself.
+    pub event_uid: String,
+}
+
+impl Crumb {
+    pub fn of(event: &KubeEvent, at: DateTime<Utc>) -> Self {
+        Self {
+            at,
+            warning: !event.is_normal(),
+            reason: event.reason.clone(),
+            message: truncate(&event.message, MAX_CRUMB_MESSAGE_CHARS).into_owned(),
+            kind: event.involved.kind.clone(),
+            name: event.involved.name.clone(),
+            count: event.count(),
+            event_uid: event.uid.clone(),
+        }
+    }
+}
+
+/// The bounds of the trail.
+#[derive(Clone, Copy, Debug)]
+pub struct TrailLimits {
+    /// Workloads tracked.
+    pub workloads: NonZeroUsize,
+    /// Entries kept per workload.
+    pub per_workload: usize,
+}
+
+/// Entries evicted by one record.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrailEvictions {
+    pub entries: usize,
+    pub workloads: usize,
+}
+
+pub struct Trail {
+    workloads: LruCache<String, VecDeque<Crumb>>,
+    per_workload: usize,
+}
+
+impl Trail {
+    pub fn new(limits: TrailLimits) -> Self {
+        Self {
+            workloads: LruCache::new(limits.workloads),
+            per_workload: limits.per_workload.max(1),
+        }
+    }
+
+    pub fn workloads(&self) -> usize {
+        self.workloads.len()
+    }
+
+    /// Remembers an occurrence under its workload, in time order.
+    pub fn record(&mut self, workload: &str, crumb: Crumb) -> TrailEvictions {
+        let mut evictions = TrailEvictions::default();
+        if !self.workloads.contains(workload) {
+            if self.workloads.len() == self.workloads.cap().get() {
+                evictions.workloads = 1;
+            }
+            self.workloads.put(workload.to_string(), VecDeque::new());
+        }
+        let entries = self.workloads.get_mut(workload).expect("just ensured");
+        // Usually the newest: insert from the back.
+        let at = entries
+            .iter()
+            .rposition(|c| c.at <= crumb.at)
+            .map_or(0, |i| i + 1);
+        entries.insert(at, crumb);
+        while entries.len() > self.per_workload {
+            entries.pop_front();
+            evictions.entries += 1;
+        }
+        evictions
+    }
+
+    /// The last `n` occurrences of the workload up to `until`, oldest first, leaving out
+    /// the event being reported (`event_uid`).
+    pub fn before(
+        &mut self,
+        workload: &str,
+        until: DateTime<Utc>,
+        event_uid: &str,
+        n: usize,
+    ) -> Vec<Crumb> {
+        let Some(entries) = self.workloads.get(workload) else {
+            return Vec::new();
+        };
+        let mut earlier: Vec<Crumb> = entries
+            .iter()
+            .rev()
+            .filter(|c| c.at <= until && c.event_uid != event_uid)
+            .take(n)
+            .cloned()
+            .collect();
+        earlier.reverse();
+        earlier
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crumb(at: i64, reason: &str, uid: &str) -> Crumb {
+        Crumb {
+            at: DateTime::from_timestamp(at, 0).unwrap(),
+            warning: reason == "BackOff",
+            reason: reason.into(),
+            message: String::new(),
+            kind: "Pod".into(),
+            name: "p".into(),
+            count: 1,
+            event_uid: uid.into(),
+        }
+    }
+
+    fn limits(workloads: usize, per: usize) -> TrailLimits {
+        TrailLimits {
+            workloads: NonZeroUsize::new(workloads).unwrap(),
+            per_workload: per,
+        }
+    }
+
+    #[test]
+    fn keeps_time_order_and_leaves_out_the_event_itself() {
+        let mut t = Trail::new(limits(10, 10));
+        t.record("w", crumb(20, "Started", "e2"));
+        t.record("w", crumb(10, "Scheduled", "e1"));
+        t.record("w", crumb(30, "BackOff", "e3"));
+        t.record("w", crumb(40, "Killing", "e4"));
+        let reasons: Vec<_> = t
+            .before("w", DateTime::from_timestamp(30, 0).unwrap(), "e3", 10)
+            .into_iter()
+            .map(|c| c.reason)
+            .collect();
+        assert_eq!(reasons, ["Scheduled", "Started"]);
+        let last_one: Vec<_> = t
+            .before("w", DateTime::from_timestamp(40, 0).unwrap(), "e4", 1)
+            .into_iter()
+            .map(|c| c.reason)
+            .collect();
+        assert_eq!(last_one, ["BackOff"]);
+        assert!(
+            t.before("other", DateTime::from_timestamp(40, 0).unwrap(), "x", 10)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn bounds_entries_and_workloads() {
+        let mut t = Trail::new(limits(2, 3));
+        let mut evicted = TrailEvictions::default();
+        for i in 0..5 {
+            evicted.entries += t.record("a", crumb(i, "Pulled", &format!("e{i}"))).entries;
+        }
+        assert_eq!(evicted.entries, 2);
+        t.record("b", crumb(1, "Pulled", "x"));
+        assert_eq!(t.record("c", crumb(1, "Pulled", "y")).workloads, 1);
+        assert_eq!(t.workloads(), 2);
+    }
+}

@@ -1,0 +1,197 @@
+//! Enrichment of one occurrence: its owner chain (from [`owners`](crate::owners)), the node
+//! it happened on, the breadcrumbs of its workload, and its per-object DSN.
+
+use std::num::NonZeroUsize;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use lru::LruCache;
+use sentry::types::Dsn;
+use tracing::warn;
+
+use crate::breadcrumbs::{Crumb, Trail, TrailLimits};
+use crate::event::{KubeEvent, ObjectRef};
+use crate::metrics::Metrics;
+use crate::owners::Chain;
+use crate::redact::redact_dsn;
+
+/// Pods whose node is remembered (learned from kubelet and scheduler events).
+const NODES_REMEMBERED: usize = 20_000;
+/// Objects with an invalid DSN annotation warned about (each once).
+const WARNED_REMEMBERED: usize = 10_000;
+
+/// What enrichment adds to an event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Enrichment {
+    pub chain: Chain,
+    pub node: Option<String>,
+    pub breadcrumbs: Vec<Crumb>,
+}
+
+impl Enrichment {
+    /// No owners known, no node, no history: what an event has on its own.
+    pub fn bare(event: &KubeEvent) -> Self {
+        Self {
+            chain: Chain::of(&event.involved),
+            node: (!event.source_host.is_empty()).then(|| event.source_host.clone()),
+            breadcrumbs: Vec::new(),
+        }
+    }
+}
+
+/// The workload an event belongs to: its root owner (by uid when known).
+pub fn workload_key(event: &KubeEvent, chain: &Chain) -> String {
+    let root = chain.root();
+    if root.uid.is_empty() {
+        let ns = if root.namespace.is_empty() {
+            &event.namespace
+        } else {
+            &root.namespace
+        };
+        format!("{ns}/{}/{}", root.kind, root.name)
+    } else {
+        root.uid.clone()
+    }
+}
+
+/// `Successfully assigned <ns>/<pod> to <node>`: the scheduler's word on where a pod runs.
+fn assigned_node(event: &KubeEvent) -> Option<&str> {
+    if event.reason != "Scheduled" {
+        return None;
+    }
+    let (_, node) = event
+        .message
+        .strip_prefix("Successfully assigned ")?
+        .rsplit_once(" to ")?;
+    let node = node.trim();
+    (!node.is_empty()).then_some(node)
+}
+
+/// The stateful part of enrichment, run in event order.
+pub struct Enricher {
+    trail: Trail,
+    nodes: LruCache<String, String>,
+    warned: LruCache<String, ()>,
+    breadcrumbs: usize,
+    metrics: Metrics,
+}
+
+impl Enricher {
+    pub fn new(limits: TrailLimits, breadcrumbs: usize, metrics: Metrics) -> Self {
+        Self {
+            trail: Trail::new(limits),
+            nodes: LruCache::new(NonZeroUsize::new(NODES_REMEMBERED).expect("non-zero")),
+            warned: LruCache::new(NonZeroUsize::new(WARNED_REMEMBERED).expect("non-zero")),
+            breadcrumbs,
+            metrics,
+        }
+    }
+
+    /// Remembers an occurrence (for the breadcrumbs of later ones, and the pod's node).
+    pub fn record(&mut self, event: &KubeEvent, chain: &Chain) {
+        if event.involved.kind == "Pod" {
+            let node = assigned_node(event)
+                .or((!event.source_host.is_empty()).then_some(event.source_host.as_str()));
+            if let Some(node) = node {
+                self.nodes
+                    .put(pod_key(&event.involved, &event.namespace), node.to_string());
+            }
+        }
+        let Some(at) = event.occurred_at() else {
+            return;
+        };
+        let evictions = self
+            .trail
+            .record(&workload_key(event, chain), Crumb::of(event, at));
+        for _ in 0..evictions.entries {
+            Metrics::inc(&self.metrics.breadcrumb_evictions, "reason", "entries");
+        }
+        if evictions.workloads > 0 {
+            Metrics::inc(&self.metrics.breadcrumb_evictions, "reason", "workloads");
+        }
+        self.metrics
+            .breadcrumb_workloads
+            .set(self.trail.workloads() as i64);
+    }
+
+    /// The enrichment of an occurrence about to be reported (recorded before, so it is
+    /// left out of its own breadcrumbs by uid).
+    pub fn enrichment(&mut self, event: &KubeEvent, chain: Chain) -> Enrichment {
+        let node = if event.source_host.is_empty() {
+            chain
+                .objects()
+                .find(|o| o.kind == "Pod")
+                .and_then(|pod| self.nodes.get(&pod_key(pod, &event.namespace)).cloned())
+        } else {
+            Some(event.source_host.clone())
+        };
+        let until: DateTime<Utc> = event.occurred_at().unwrap_or_else(Utc::now);
+        let breadcrumbs = self.trail.before(
+            &workload_key(event, &chain),
+            until,
+            &event.uid,
+            self.breadcrumbs,
+        );
+        Enrichment {
+            chain,
+            node,
+            breadcrumbs,
+        }
+    }
+
+    /// Parses a per-object DSN annotation; an invalid one is warned about once per object
+    /// and the main DSN is used.
+    pub fn dsn(&mut self, annotated: &ObjectRef, raw: &str) -> Option<Dsn> {
+        match Dsn::from_str(raw) {
+            Ok(dsn) => Some(dsn),
+            Err(e) => {
+                let key = format!(
+                    "{}/{}/{}",
+                    annotated.kind, annotated.namespace, annotated.name
+                );
+                if self.warned.put(key, ()).is_none() {
+                    warn!(
+                        kind = %annotated.kind,
+                        namespace = %annotated.namespace,
+                        name = %annotated.name,
+                        "invalid {} annotation {:?} ({e}); using the main DSN",
+                        crate::owners::DSN_ANNOTATION,
+                        redact_dsn(raw)
+                    );
+                }
+                Metrics::inc(&self.metrics.custom_dsn, "outcome", "invalid");
+                None
+            }
+        }
+    }
+}
+
+fn pod_key(pod: &ObjectRef, event_namespace: &str) -> String {
+    if pod.uid.is_empty() {
+        let ns = if pod.namespace.is_empty() {
+            event_namespace
+        } else {
+            &pod.namespace
+        };
+        format!("{ns}/{}", pod.name)
+    } else {
+        pod.uid.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_scheduler_names_the_node() {
+        let object: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "e", "namespace": "shop", "uid": "u"},
+            "involvedObject": {"kind": "Pod", "name": "web-1"},
+            "reason": "Scheduled", "type": "Normal", "message": "Successfully assigned shop/web-1 to node-7",
+        }))
+        .unwrap();
+        let event = crate::normalize::normalize(&object).unwrap();
+        assert_eq!(assigned_node(&event), Some("node-7"));
+    }
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project. This is the README's test command and exactly
-# what CI runs (.ci/run). Needs: a Rust toolchain (rustfmt, clippy), python3.
+# what CI runs (.ci/run). Needs: a Rust toolchain (rustfmt, clippy), python3 (the e2e run
+# creates its own virtual environment from PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -16,6 +17,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 # Tests run in the release profile so the end-to-end run reuses the same build.
 step "unit and integration tests"
 cargo test --workspace --release --locked
+
+step "end to end: the release agent, Bugsink and sentry-relay"
+./tests/e2e/run.sh
 
 echo
 echo "all checks passed in $(( $(date +%s) - started ))s"

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The end-to-end run (called by scripts/test.sh): a pinned Python environment with Bugsink and
+# sentry-relay, the release binaries, then tests/e2e/e2e.py. Stops everything it started.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+venv=target/e2e-venv
+requirements=tests/e2e/requirements.txt
+if [[ ! -x "$venv/bin/python" ]] || ! cmp -s "$requirements" "$venv/requirements.txt"; then
+  echo "==> e2e: creating the Python environment (Bugsink, sentry-relay)"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$venv/requirements.txt"
+fi
+
+# The agent exactly as the Dockerfile builds it, and the fake apiserver.
+cargo build --release --locked --bin sentry-kubernetes
+cargo build --release --locked -p harness --bin fake-apiserver
+
+exec "$venv/bin/python" tests/e2e/e2e.py "$PWD/$venv"

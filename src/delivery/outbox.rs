@@ -10,6 +10,10 @@ use std::cell::RefCell;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use std::io::Write;
+
+use bytes::Bytes;
+use sentry::protocol::EnvelopeItem;
 use sentry::types::Dsn;
 use sentry::{Envelope, Transport, TransportFactory, TransportOptions};
 use tokio::sync::mpsc;
@@ -17,10 +21,47 @@ use tracing::warn;
 
 use crate::metrics::Metrics;
 
-/// One envelope on its way to one DSN.
+/// One envelope on its way to one DSN, already serialized and gzipped: a queued envelope
+/// costs its compressed size (about 2 KB), not the SDK's structs (about 30 KB).
 pub struct Outgoing {
     pub dsn: Arc<Dsn>,
-    pub envelope: Envelope,
+    pub body: Bytes,
+    /// The rate-limit category: "monitor" for check-ins, "error" for everything else.
+    pub category: &'static str,
+}
+
+/// Relay rejects envelopes with an event item larger than this.
+pub const MAX_ENVELOPE_BYTES: usize = 1024 * 1024;
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 3),
+        flate2::Compression::fast(),
+    );
+    encoder
+        .write_all(bytes)
+        .expect("writing to memory cannot fail");
+    encoder.finish().expect("writing to memory cannot fail")
+}
+
+/// The wire form of an envelope, or why it cannot be sent.
+fn encode(envelope: &Envelope) -> Result<(Bytes, &'static str), &'static str> {
+    let mut raw = Vec::new();
+    if envelope.to_writer(&mut raw).is_err() {
+        return Err("rejected");
+    }
+    if raw.len() > MAX_ENVELOPE_BYTES {
+        return Err("too_large");
+    }
+    let category = if envelope
+        .items()
+        .any(|i| matches!(i, EnvelopeItem::MonitorCheckIn(_)))
+    {
+        "monitor"
+    } else {
+        "error"
+    };
+    Ok((Bytes::from(gzip(&raw)), category))
 }
 
 thread_local! {
@@ -113,8 +154,22 @@ impl Outbox {
         Ok(())
     }
 
-    fn enqueue(&self, item: Outgoing) {
+    fn enqueue(&self, dsn: Arc<Dsn>, envelope: Envelope) {
         let reserved = RESERVED.with(|slot| slot.borrow_mut().take());
+        let (body, category) = match encode(&envelope) {
+            Ok(encoded) => encoded,
+            Err(reason) => {
+                // The reserved slot (if any) is released by dropping it.
+                Metrics::inc(&self.metrics.sentry_dropped, "reason", reason);
+                warn!(reason, "dropped an envelope Sentry would not accept");
+                return;
+            }
+        };
+        let item = Outgoing {
+            dsn,
+            body,
+            category,
+        };
         self.pending.add();
         match reserved {
             Some(permit) => {
@@ -153,10 +208,7 @@ pub struct QueueTransport {
 
 impl Transport for QueueTransport {
     fn send_envelope(&self, envelope: Envelope) {
-        self.outbox.enqueue(Outgoing {
-            dsn: self.dsn.clone(),
-            envelope,
-        });
+        self.outbox.enqueue(self.dsn.clone(), envelope);
     }
 
     fn flush(&self, timeout: Duration) -> bool {
@@ -175,5 +227,38 @@ impl TransportFactory for QueueTransportFactory {
             dsn: Arc::new(options.dsn),
             outbox: self.outbox.clone(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sentry::protocol::{Event, MonitorCheckIn, MonitorCheckInStatus};
+
+    #[test]
+    fn envelopes_are_queued_gzipped_and_oversized_ones_refused() {
+        let event = Event {
+            message: Some("web-1: Back-off restarting failed container".into()),
+            ..Default::default()
+        };
+        let (body, category) = encode(&Envelope::from(event)).unwrap();
+        assert_eq!(category, "error");
+        assert_eq!(&body[..2], &[0x1f, 0x8b], "gzip magic");
+
+        let mut huge = Event::default();
+        huge.extra
+            .insert("blob".into(), "x".repeat(2 * MAX_ENVELOPE_BYTES).into());
+        assert_eq!(encode(&Envelope::from(huge)).unwrap_err(), "too_large");
+
+        let mut check_in = Envelope::new();
+        check_in.add_item(EnvelopeItem::MonitorCheckIn(MonitorCheckIn {
+            check_in_id: uuid::Uuid::nil(),
+            monitor_slug: "nightly".into(),
+            status: MonitorCheckInStatus::Ok,
+            environment: None,
+            duration: None,
+            monitor_config: None,
+        }));
+        assert_eq!(encode(&check_in).unwrap().1, "monitor");
     }
 }

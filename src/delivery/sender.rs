@@ -3,7 +3,6 @@
 //! and a counted drop for answers that retrying cannot fix.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,6 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use sentry::protocol::EnvelopeItem;
 use sentry::types::Dsn;
 use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
@@ -24,8 +22,6 @@ use super::rate_limit::RateLimits;
 use crate::metrics::Metrics;
 use crate::redact::describe_dsn;
 
-/// Relay rejects envelopes with an event item larger than this.
-pub const MAX_EVENT_BYTES: usize = 1024 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
@@ -70,17 +66,6 @@ pub struct Sender {
     user_agent: String,
 }
 
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(bytes.len() / 3),
-        flate2::Compression::fast(),
-    );
-    encoder
-        .write_all(bytes)
-        .expect("writing to memory cannot fail");
-    encoder.finish().expect("writing to memory cannot fail")
-}
-
 impl Sender {
     pub fn new(client: HttpClient, metrics: Metrics, pending: Arc<Pending>) -> Self {
         Self {
@@ -117,34 +102,14 @@ impl Sender {
 
     /// Sends one envelope until it is accepted or cannot be.
     async fn deliver(&self, item: Outgoing) {
-        let mut raw = Vec::new();
-        if let Err(e) = item.envelope.to_writer(&mut raw) {
-            error!("cannot serialize an envelope: {e}");
-            Metrics::inc(&self.metrics.sentry_dropped, "reason", "rejected");
-            return;
-        }
-        if raw.len() > MAX_EVENT_BYTES {
-            warn!(
-                bytes = raw.len(),
-                "dropping an envelope larger than Sentry accepts"
-            );
-            Metrics::inc(&self.metrics.sentry_dropped, "reason", "too_large");
-            return;
-        }
-        let body = Bytes::from(gzip(&raw));
-        // The rate-limit category: check-ins are "monitor", everything else we send "error".
-        let category = if item
-            .envelope
-            .items()
-            .any(|i| matches!(i, EnvelopeItem::MonitorCheckIn(_)))
-        {
-            "monitor"
-        } else {
-            "error"
-        };
+        let Outgoing {
+            dsn,
+            body,
+            category,
+        } = item;
         let mut backoff = FIRST_BACKOFF;
         loop {
-            if let Some(wait) = self.blocked_for(&item.dsn, category) {
+            if let Some(wait) = self.blocked_for(&dsn, category) {
                 debug!(
                     seconds = wait.as_secs_f64(),
                     "rate limited by Sentry; waiting"
@@ -152,7 +117,7 @@ impl Sender {
                 tokio::time::sleep(wait).await;
                 continue;
             }
-            match self.attempt(&item.dsn, body.clone()).await {
+            match self.attempt(&dsn, body.clone()).await {
                 Attempt::Sent => {
                     self.metrics.sentry_sent.inc();
                     return;

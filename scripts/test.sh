@@ -18,6 +18,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "unit and integration tests"
 cargo test --workspace --release --locked
 
+step "image, chart and manifests (hadolint, helm lint and render, kubernetes-validate, checkov, yamllint)"
+./tests/chart/run.sh
+
 step "end to end: the release agent, Bugsink and sentry-relay"
 ./tests/e2e/run.sh
 

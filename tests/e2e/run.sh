@@ -14,8 +14,13 @@ if [[ ! -x "$venv/bin/python" ]] || ! cmp -s "$requirements" "$venv/requirements
   cp "$requirements" "$venv/requirements.txt"
 fi
 
-# The agent exactly as the Dockerfile builds it, and the fake apiserver.
-cargo build --release --locked --bin sentry-kubernetes
+# The agent built by the very command the Dockerfile runs (read from it, so they cannot
+# drift), and the fake apiserver.
+build=$(sed -n 's/^RUN \(cargo build .*\)$/\1/p' Dockerfile)
+[[ "$build" == "cargo build "*"--locked"* && "$build" == *"--release"* ]] || {
+  echo "no locked release 'RUN cargo build' line in the Dockerfile: '$build'" >&2; exit 1; }
+echo "==> $build"
+$build
 cargo build --release --locked -p harness --bin fake-apiserver
 
 exec "$venv/bin/python" tests/e2e/e2e.py "$PWD/$venv"

@@ -1,0 +1,122 @@
+{{/* The chart name, or nameOverride. */}}
+{{- define "sentry-kubernetes.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The full name: release-chart, or fullnameOverride. */}}
+{{- define "sentry-kubernetes.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "sentry-kubernetes.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "sentry-kubernetes.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "sentry-kubernetes.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "sentry-kubernetes.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "sentry-kubernetes.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "sentry-kubernetes.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the DSN: existingSecret, or the one the chart creates. */}}
+{{- define "sentry-kubernetes.secretName" -}}
+{{- default (include "sentry-kubernetes.fullname" .) .Values.existingSecret }}
+{{- end }}
+
+{{/* Whether a DSN reaches the agent at all. */}}
+{{- define "sentry-kubernetes.hasDsn" -}}
+{{- if or .Values.existingSecret .Values.sentry.dsn }}true{{ end }}
+{{- end }}
+
+{{/* A value of the community chart's booleans ("1", "true", true) as the agent reads it. */}}
+{{- define "sentry-kubernetes.bool" -}}
+{{- $v := . | toString | lower | trim }}
+{{- if has $v (list "1" "true" "yes" "on") }}true{{ else }}false{{ end }}
+{{- end }}
+
+{{/* The watched namespaces, deduplicated, as a list; ["__all__"] for all. */}}
+{{- define "sentry-kubernetes.namespaces" -}}
+{{- $all := false }}
+{{- $list := list }}
+{{- range (splitList "," (toString .Values.sentry.watchNamespaces)) }}
+{{- $ns := trim . }}
+{{- if eq $ns "__all__" }}
+{{- $all = true }}
+{{- else if $ns }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$" $ns) }}
+{{- fail (printf "sentry.watchNamespaces: %q is not a valid namespace name (lowercase letters, digits and '-', at most 63)" $ns) }}
+{{- end }}
+{{- $list = append $list $ns | uniq }}
+{{- end }}
+{{- end }}
+{{- if $all }}
+{{- toJson (list "__all__") }}
+{{- else if not $list }}
+{{- toJson (list "default") }}
+{{- else }}
+{{- toJson $list }}
+{{- end }}
+{{- end }}
+
+{{/* The rules the agent needs in the namespaces it watches: exactly the verbs it uses. */}}
+{{- define "sentry-kubernetes.rules" -}}
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list", "watch"]
+# Owner lookups: metadata-only GETs up the controller chain.
+- apiGroups: [""]
+  resources: ["pods", "replicationcontrollers"]
+  verbs: ["get"]
+- apiGroups: ["apps"]
+  resources: ["replicasets", "deployments", "statefulsets", "daemonsets"]
+  verbs: ["get"]
+{{- if eq (include "sentry-kubernetes.bool" .Values.sentry.monitorCronjobs) "true" }}
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["batch"]
+  resources: ["cronjobs"]
+  verbs: ["get"]
+{{- else }}
+- apiGroups: ["batch"]
+  resources: ["jobs", "cronjobs"]
+  verbs: ["get"]
+{{- end }}
+{{- end }}
+
+{{/* The hard rules of the values schema, repeated so they hold even without it. */}}
+{{- define "sentry-kubernetes.validate" -}}
+{{- if ne (int .Values.replicaCount) 1 }}
+{{- fail (printf "replicaCount: %v is not supported: two agents would each report every event (no leader election yet); use 1" .Values.replicaCount) }}
+{{- end }}
+{{- $level := .Values.sentry.logLevel | toString | lower }}
+{{- if and $level (not (has $level (list "trace" "debug" "info" "warn" "warning" "error" "fatal" "panic" "disabled" "off"))) }}
+{{- fail (printf "sentry.logLevel: %q is not one of trace, debug, info, warn, error, fatal, panic, disabled" .Values.sentry.logLevel) }}
+{{- end }}
+{{- $type := .Values.sentry.clusterConfigType | toString }}
+{{- if and $type (not (has $type (list "auto" "in-cluster" "out-cluster"))) }}
+{{- fail (printf "sentry.clusterConfigType: %q is not one of auto, in-cluster, out-cluster" $type) }}
+{{- end }}
+{{- if eq (toString .Values.sentry.dsn) "<change-me>" }}
+{{- fail "sentry.dsn: still <change-me>; set your project's DSN (or existingSecret)" }}
+{{- end }}
+{{- end }}

@@ -21,6 +21,9 @@ cargo test --workspace --release --locked
 step "image, chart and manifests (hadolint, helm lint and render, kubernetes-validate, checkov, yamllint)"
 ./tests/chart/run.sh
 
+step "deploy/: Sentry values, manifests, terraform, literal secrets"
+./tests/deploy/run.sh
+
 step "end to end: the release agent, Bugsink and sentry-relay"
 ./tests/e2e/run.sh
 

@@ -48,7 +48,7 @@ fn main() {
     runtime.block_on(async {
         let server = FakeApiServer::start().await.unwrap();
         let sink = SentrySink::start().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
+        let dir = harness::tempdir::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         server.write_kubeconfig(&kubeconfig).unwrap();
         let mut pods: Vec<Value> = Vec::new();

@@ -265,7 +265,7 @@ async fn sigterm_delivers_every_queued_event_then_exits_0() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_never_contain_the_dsn_key_or_the_token() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = harness::tempdir::tempdir().unwrap();
     let token = "tok-4f9b2c7d1e8a";
     let server = FakeApiServer::start_with(
         ApiServerOptions::default()

@@ -15,8 +15,8 @@ use sentry_kubernetes::{Agent, Error};
 const TOKEN: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImZha2UifQ.service-account-token";
 
 /// A TLS apiserver requiring a token, and a service-account directory for it.
-async fn tls_world() -> (World, tempfile::TempDir) {
-    let sa = tempfile::tempdir().unwrap();
+async fn tls_world() -> (World, harness::tempdir::TempDir) {
+    let sa = harness::tempdir::tempdir().unwrap();
     let options = ApiServerOptions::default()
         .tls(Some(sa.path().to_path_buf()))
         .token(TOKEN, "system:serviceaccount:sentry:sentry-kubernetes");

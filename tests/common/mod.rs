@@ -41,7 +41,7 @@ pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
 pub struct World {
     pub server: FakeApiServer,
     pub sink: SentrySink,
-    pub dir: tempfile::TempDir,
+    pub dir: harness::tempdir::TempDir,
 }
 
 impl World {
@@ -51,7 +51,7 @@ impl World {
 
     pub async fn with_server(server: FakeApiServer) -> Self {
         let sink = SentrySink::start().await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
+        let dir = harness::tempdir::tempdir().unwrap();
         server
             .write_kubeconfig(&dir.path().join("kubeconfig"))
             .unwrap();

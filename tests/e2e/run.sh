@@ -21,6 +21,7 @@ build=$(sed -n 's/^RUN \(cargo build .*\)$/\1/p' Dockerfile)
   echo "no locked release 'RUN cargo build' line in the Dockerfile: '$build'" >&2; exit 1; }
 echo "==> $build"
 $build
-cargo build --release --locked -p harness --bin fake-apiserver
+# Same features as the test build, so nothing is compiled twice.
+cargo build --release --locked --workspace --bins
 
 exec "$venv/bin/python" tests/e2e/e2e.py "$PWD/$venv"

@@ -14,6 +14,7 @@ pub mod fixtures;
 pub mod scenarios;
 pub mod serve;
 pub mod sink;
+pub mod tempdir;
 pub mod tls;
 
 pub use apiserver::faults::{DelayRule, DenyRule, FailRule, RequestRecord};

@@ -620,7 +620,7 @@ async fn metadata_only_get_list_and_watch_return_partial_object_metadata() {
 
 #[tokio::test]
 async fn token_and_tls_authenticate_an_in_cluster_style_client() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = harness::tempdir::tempdir().unwrap();
     let options = ApiServerOptions::default()
         .tls(Some(dir.path().to_path_buf()))
         .token("s3cr3t-token", "system:serviceaccount:sentry:agent");

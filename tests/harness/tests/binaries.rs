@@ -56,7 +56,7 @@ items:
 
 #[tokio::test]
 async fn fake_apiserver_binary_serves_tls_with_a_token_seeds_and_kubeconfig() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = harness::tempdir::tempdir().unwrap();
     let seed = dir.path().join("seed.yaml");
     std::fs::write(&seed, SEED).unwrap();
     let kubeconfig = dir.path().join("kubeconfig");

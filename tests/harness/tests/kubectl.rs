@@ -20,12 +20,12 @@ fn kubectl_available() -> bool {
 }
 
 struct Kubectl {
-    dir: tempfile::TempDir,
+    dir: harness::tempdir::TempDir,
 }
 
 impl Kubectl {
     fn new(server: &FakeApiServer) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = harness::tempdir::tempdir().unwrap();
         server.write_kubeconfig(&dir.path().join("config")).unwrap();
         Self { dir }
     }

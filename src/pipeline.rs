@@ -16,7 +16,7 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{FutureExt, Stream, StreamExt, stream};
+use futures::{Stream, StreamExt, stream};
 use tracing::{debug, warn};
 
 use crate::breadcrumbs::TrailLimits;
@@ -355,7 +355,7 @@ impl Pipeline {
     pub async fn run<S, F>(self, source: S, stop: F, drain: Duration)
     where
         S: Stream<Item = SourceItem>,
-        F: std::future::Future<Output = ()>,
+        F: std::future::Future<Output = ()> + Send + 'static,
     {
         let Pipeline {
             mut tracker,
@@ -365,43 +365,64 @@ impl Pipeline {
             custom_dsns,
             health,
         } = self;
-        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<Instant>();
-        let stop = stop.map(move |()| {
-            let _ = stopped_tx.send(Instant::now());
+        // When the stop came: the source ends then, and what is in flight has `drain` more.
+        // Watched by its own task: the pipeline may be busy (waiting for queue room) when
+        // it comes, and must still notice.
+        let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
+        let watcher = tokio::spawn(async move {
+            stop.await;
+            let _ = stopped_tx.send(Some(tokio::time::Instant::now()));
         });
+        let mut source_stop = stopped_rx.clone();
+        let stop = async move {
+            let _ = source_stop.wait_for(Option::is_some).await;
+        };
+        let drain_over = || {
+            let mut stopped = stopped_rx.clone();
+            async move {
+                let at = stopped
+                    .wait_for(Option::is_some)
+                    .await
+                    .ok()
+                    .and_then(|at| *at);
+                match at {
+                    Some(at) => tokio::time::sleep_until(at + drain).await,
+                    None => std::future::pending().await,
+                }
+            }
+        };
         let occurrences = source
             .take_until(stop)
             .flat_map(move |item| stream::iter(tracker.handle(item)))
             .map(move |occurrence| resolve(resolver.clone(), custom_dsns, occurrence))
             .buffered(concurrency.max(1));
         let mut occurrences = std::pin::pin!(occurrences);
-        let mut stopped_rx = stopped_rx;
-        let mut deadline: Option<tokio::time::Instant> = None;
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         loop {
             health.beat();
-            if deadline.is_none()
-                && let Ok(at) = stopped_rx.try_recv()
-            {
-                deadline = Some(tokio::time::Instant::from_std(at) + drain);
-            }
-            let next = async {
-                match deadline {
-                    Some(d) => tokio::time::timeout_at(d, occurrences.next())
-                        .await
-                        .ok()
-                        .flatten(),
-                    None => occurrences.next().await,
-                }
-            };
             tokio::select! {
-                item = next => match item {
-                    Some(resolved) => reporter.handle(resolved).await,
+                biased;
+                _ = drain_over() => {
+                    warn!(?drain, "shutdown: gave up on events still in flight");
+                    break;
+                }
+                item = occurrences.next() => match item {
+                    Some(resolved) => {
+                        // Waiting for room in the delivery queue must not outlast shutdown.
+                        tokio::select! {
+                            _ = reporter.handle(resolved) => {}
+                            _ = drain_over() => {
+                                warn!(?drain, "shutdown: gave up on an event waiting for the delivery queue");
+                                break;
+                            }
+                        }
+                    }
                     None => break,
                 },
                 _ = heartbeat.tick() => {}
             }
         }
+        watcher.abort();
     }
 }
 

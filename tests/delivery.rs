@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use common::{World, eventually};
 use harness::fixtures::EventFixture;
@@ -32,7 +33,10 @@ async fn a_burst_of_5000_warnings_reaches_sentry_exactly_once() {
     let agent = world.start(&[("SENTRY_K8S_SEND_CONCURRENCY", "4")]).await;
     world.server.create_all(burst(5000, "burst")).unwrap();
     let sink = &world.sink;
-    eventually("5000 events at the sink", || sink.events().len() >= 5000).await;
+    common::eventually_within("5000 events at the sink", Duration::from_secs(180), || {
+        sink.events().len() >= 5000
+    })
+    .await;
     world.sentinel("default", "after-burst").await;
     let events = world.reported();
     assert_eq!(events.len(), 5000);
@@ -161,4 +165,28 @@ async fn a_refused_key_is_dropped_and_counted_not_retried_forever() {
     })
     .await;
     assert_eq!(agent.stop().await.unsent, 0);
+}
+
+#[tokio::test]
+async fn shutdown_is_not_held_up_by_an_event_waiting_for_a_full_queue() {
+    let world = World::new().await;
+    // Sentry down for good, one slot, and the pipeline willing to wait five minutes.
+    world.sink.respond(RespondRule {
+        status: 503,
+        ..Default::default()
+    });
+    let agent = world
+        .start(&[
+            ("SENTRY_K8S_QUEUE_SIZE", "1"),
+            ("SENTRY_K8S_QUEUE_TIMEOUT", "5m"),
+            ("SENTRY_K8S_SHUTDOWN_TIMEOUT", "1s"),
+        ])
+        .await;
+    world.server.create_all(burst(4, "blocked")).unwrap();
+    let metrics = agent.metrics.clone();
+    // One envelope in flight, one queued: the pipeline is now waiting for room.
+    eventually("the queue to fill", || metrics.reported.get() >= 2).await;
+    // Stopping must finish within the shutdown budget, not the five minutes.
+    let stopped = agent.stop().await;
+    assert!(stopped.unsent >= 1);
 }

@@ -19,8 +19,14 @@ use tokio::task::JoinHandle;
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
 /// Polls `check` until it holds; panics with `what` after [`DEADLINE`].
-pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
+pub async fn eventually(what: &str, check: impl FnMut() -> bool) {
+    eventually_within(what, DEADLINE, check).await
+}
+
+/// [`eventually`] with its own deadline, for work whose duration depends on the build
+/// profile and the machine's load (a debug build on a busy machine is slow).
+pub async fn eventually_within(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
     while !check() {
         assert!(
             tokio::time::Instant::now() < deadline,

@@ -365,3 +365,44 @@ async fn probes_and_metrics_are_served() {
         assert!(metrics.contains(name), "{name} missing from {metrics}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_owner_kind_is_logged_once_and_events_still_go_out() {
+    let world = World::new().await;
+    world.server.deny(DenyRule {
+        verb: "get".into(),
+        resource: "replicasets".into(),
+        group: Some("apps".into()),
+        namespace: None,
+    });
+    let mut agent = Process::spawn(&world.vars(&[("SENTRY_K8S_WATCH_NAMESPACES", "shop")]));
+    world.server.wait_for_watches(1, DEADLINE).await.unwrap();
+    let web = harness::fixtures::deployment_chain(&world.server, "shop", "web", 3);
+    let other = harness::fixtures::deployment_chain(&world.server, "shop", "api", 1);
+    for pod in web.pods.iter().chain(&other.pods) {
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        world
+            .server
+            .create(
+                EventFixture::warning("shop", &format!("{name}.b"), "BackOff", "crash")
+                    .about("Pod", name)
+                    .involved_uid(pod["metadata"]["uid"].as_str().unwrap())
+                    .build(),
+            )
+            .unwrap();
+    }
+    let sink = &world.sink;
+    eventually("4 events despite the denial", || sink.events().len() >= 4).await;
+    agent.terminate();
+    agent.wait().await;
+    let logs = agent.stderr();
+    assert_eq!(
+        logs.matches("cannot read ReplicaSet metadata").count(),
+        1,
+        "logged once per kind: {logs}"
+    );
+    assert!(
+        logs.contains("replicasets.apps"),
+        "with the apiserver's message: {logs}"
+    );
+}

@@ -432,30 +432,17 @@ async fn breadcrumbs_are_the_workloads_earlier_events_in_order() {
         .build(),
     )
     .unwrap();
-    s.create(
-        pod_event(pod, "2", "Normal", "Pulling", "Pulling image \"web:1.0\"")
+    for (n, reason, message) in [
+        (2, "Pulling", "Pulling image \"web:1.0\""),
+        (3, "Created", "Created container: app"),
+        (4, "Started", "Started container app"),
+    ] {
+        let event = pod_event(pod, &n.to_string(), "Normal", reason, message)
             .container("app")
             .source("kubelet", Some("node-4"))
-            .timestamps(at(3), at(3))
-            .build(),
-    )
-    .unwrap();
-    s.create(
-        pod_event(pod, "3", "Normal", "Created", "Created container: app")
-            .container("app")
-            .source("kubelet", Some("node-4"))
-            .timestamps(at(4), at(4))
-            .build(),
-    )
-    .unwrap();
-    s.create(
-        pod_event(pod, "4", "Normal", "Started", "Started container app")
-            .container("app")
-            .source("kubelet", Some("node-4"))
-            .timestamps(at(5), at(5))
-            .build(),
-    )
-    .unwrap();
+            .timestamps(at(n + 1), at(n + 1));
+        s.create(event.build()).unwrap();
+    }
     // Unrelated: the other Deployment's pod, at the same times.
     s.create(
         pod_event(

@@ -3,5 +3,7 @@
 # scripts/test.sh). `--write` regenerates deploy/agent/ from the chart.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-source tests/validate-env.sh
+source tests/venv.sh
+venv=target/validate-venv
+ensure_venv "$venv" tests/requirements-validate.txt "the offline validators (helm-python-sdk, kubernetes-validate, checkov, yamllint, hadolint)"
 exec "$venv/bin/python" tests/chart/validate.py "$@"

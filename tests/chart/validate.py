@@ -15,7 +15,6 @@ import copy
 import json
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -23,10 +22,11 @@ from pathlib import Path
 import helm_python as helm
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pycheck import ROOT, TOOLS, check, finish, run  # noqa: E402
+
 CHART = ROOT / "helm" / "sentry-kubernetes"
 MANIFESTS = ROOT / "deploy" / "agent"
-TOOLS = Path(sys.executable).parent
 KUBE_VERSIONS = ["1.25.0", "1.33.0", "1.37.0"]
 RELEASE, NAMESPACE = "sentry-kubernetes", "sentry-kubernetes"
 DSN = "https://examplepublickey@sentry.example.com/2"
@@ -52,17 +52,8 @@ VALUE_SETS = {
                     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}}},
 }
 
-FAILED = []
 
 
-def check(condition, message):
-    if not condition:
-        FAILED.append(message)
-        print(f"  FAIL {message}")
-
-
-def run(args, **kwargs):
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, **kwargs)
 
 
 def render(values):
@@ -355,10 +346,7 @@ def main():
         check_chart_files()
         check_manifests(work)
         check_dockerfile()
-    if FAILED:
-        print(f"\n{len(FAILED)} check(s) failed")
-        sys.exit(1)
-    print(f"\nchart, manifests and Dockerfile valid ({len(VALUE_SETS)} value sets, Kubernetes {', '.join(KUBE_VERSIONS)})")
+    finish(f"chart, manifests and Dockerfile valid ({len(VALUE_SETS)} value sets, Kubernetes {', '.join(KUBE_VERSIONS)})")
 
 
 if __name__ == "__main__":

@@ -19,28 +19,19 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pycheck import ROOT, TOOLS, check, finish, run  # noqa: E402
+
 DEPLOY = ROOT / "deploy"
-TOOLS = Path(sys.executable).parent
 KUBE_VERSIONS = ["1.25.0", "1.37.0"]
-FAILED = []
 
 
-def check(condition, message):
-    if not condition:
-        FAILED.append(message)
-        print(f"  FAIL {message}")
-
-
-def run(args, **kwargs):
-    return subprocess.run([str(a) for a in args], capture_output=True, text=True, **kwargs)
 
 
 def yaml_files():
@@ -296,10 +287,7 @@ def main():
         check_manifests(work)
         check_terraform(work)
         check_secret_scanner()
-    if FAILED:
-        print(f"\n{len(FAILED)} check(s) failed")
-        sys.exit(1)
-    print("\ndeploy/ valid")
+    finish("deploy/ valid")
 
 
 if __name__ == "__main__":

@@ -4,15 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+source tests/venv.sh
 venv=target/e2e-venv
-requirements=tests/e2e/requirements.txt
-if [[ ! -x "$venv/bin/python" ]] || ! cmp -s "$requirements" "$venv/requirements.txt"; then
-  echo "==> e2e: creating the Python environment (Bugsink, sentry-relay)"
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
-  cp "$requirements" "$venv/requirements.txt"
-fi
+ensure_venv "$venv" tests/e2e/requirements.txt "the e2e run (Bugsink, sentry-relay)"
 
 # The agent built by the very command the Dockerfile runs (read from it, so they cannot
 # drift), and the fake apiserver.

@@ -27,62 +27,57 @@ locals {
   }
 }
 
-# Managed ClickHouse outside the cluster, an ingress with TLS, GitHub SSO.
-module "managed" {
-  source      = "../sentry-values"
+locals {
+  variants = {
+    # Managed ClickHouse outside the cluster, an ingress with TLS, GitHub SSO.
+    managed = {
+      clickhouse = { host = "clickhouse.db.example.net", cluster_name = "sentry-cluster" }
+      ingress    = { cluster_issuer = "letsencrypt" }
+      github     = { app_id = "123456", app_name = "example-sentry" }
+    }
+    # ClickHouse from deploy/clickhouse (the Altinity operator) inside the cluster.
+    in_cluster_clickhouse = {
+      clickhouse = { host = "clickhouse-sentry.sentry.svc.cluster.local", cluster_name = "sentry-cluster" }
+      ingress    = { cluster_issuer = "letsencrypt" }
+      github     = null
+    }
+    # A cluster without an ingress controller (minikube): a NodePort service.
+    nodeport = {
+      clickhouse = { host = "clickhouse.db.example.net", cluster_name = "sentry-cluster" }
+      ingress    = { enabled = false }
+      github     = null
+    }
+  }
+}
+
+module "values" {
+  source   = "../sentry-values"
+  for_each = local.variants
+
   hostname    = local.common.hostname
   admin_email = local.common.admin_email
   postgres    = local.common.postgres
   redis       = local.common.redis
   kafka       = local.common.kafka
   s3          = local.common.s3
-  clickhouse  = { host = "clickhouse.db.example.net", cluster_name = "sentry-cluster" }
-  ingress     = { cluster_issuer = "letsencrypt" }
-  github      = { app_id = "123456", app_name = "example-sentry" }
+  clickhouse  = each.value.clickhouse
+  ingress     = each.value.ingress
+  github      = each.value.github
   agent       = { cluster_name = "production-eu" }
 }
 
-# ClickHouse from deploy/clickhouse (the Altinity operator) inside the cluster.
-module "in_cluster_clickhouse" {
-  source      = "../sentry-values"
-  hostname    = local.common.hostname
-  admin_email = local.common.admin_email
-  postgres    = local.common.postgres
-  redis       = local.common.redis
-  kafka       = local.common.kafka
-  s3          = local.common.s3
-  clickhouse = {
-    host         = "clickhouse-sentry.sentry.svc.cluster.local"
-    cluster_name = "sentry-cluster"
-  }
-  ingress = { cluster_issuer = "letsencrypt" }
-}
-
-# A cluster without an ingress controller (minikube): a NodePort service.
-module "nodeport" {
-  source      = "../sentry-values"
-  hostname    = local.common.hostname
-  admin_email = local.common.admin_email
-  postgres    = local.common.postgres
-  redis       = local.common.redis
-  kafka       = local.common.kafka
-  s3          = local.common.s3
-  clickhouse  = { host = "clickhouse.db.example.net", cluster_name = "sentry-cluster" }
-  ingress     = { enabled = false }
-}
-
 output "values" {
-  value = module.managed.sentry_values
+  value = module.values["managed"].sentry_values
 }
 
 output "values_clickhouse_operator" {
-  value = module.in_cluster_clickhouse.sentry_values
+  value = module.values["in_cluster_clickhouse"].sentry_values
 }
 
 output "values_nodeport" {
-  value = module.nodeport.sentry_values
+  value = module.values["nodeport"].sentry_values
 }
 
 output "agent_values" {
-  value = module.managed.agent_values
+  value = module.values["managed"].agent_values
 }

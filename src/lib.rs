@@ -42,7 +42,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{Config, ConfigError};
 use crate::delivery::{Delivery, DeliveryError};
@@ -64,6 +64,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The event pipeline ended without being asked to (a bug): exit so Kubernetes
+    /// restarts the agent rather than leave it silently idle.
+    #[error("the event pipeline stopped unexpectedly: {0}")]
+    PipelineStopped(String),
 }
 
 impl Error {
@@ -161,10 +165,24 @@ impl Agent {
         };
         // Draining in-flight events and flushing delivery share the shutdown budget.
         let drain = config.shutdown_timeout / 2;
-        let pipeline = tokio::spawn(pipeline.run(source, stopped(stop_rx), drain));
-        shutdown.await;
+        let mut pipeline = tokio::spawn(pipeline.run(source, stopped(stop_rx), drain));
+        let failure = tokio::select! {
+            _ = shutdown => None,
+            ended = &mut pipeline => Some(match ended {
+                Err(e) if e.is_panic() => "it panicked".to_string(),
+                Err(e) => e.to_string(),
+                Ok(()) => "its event source ended".to_string(),
+            }),
+        };
         let _ = stop_tx.send(true);
-        let _ = pipeline.await;
+        match &failure {
+            Some(why) => {
+                error!("the event pipeline stopped unexpectedly ({why}); flushing, then exiting")
+            }
+            None => {
+                let _ = pipeline.await;
+            }
+        }
         if let Some(crons) = crons {
             let _ = crons.await;
         }
@@ -179,7 +197,10 @@ impl Agent {
         } else {
             info!("stopped; every event was delivered");
         }
-        Ok(Stopped { unsent })
+        match failure {
+            Some(why) => Err(Error::PipelineStopped(why)),
+            None => Ok(Stopped { unsent }),
+        }
     }
 }
 

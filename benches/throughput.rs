@@ -68,11 +68,11 @@ fn main() {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
+        // The watch opens once the first list is done: the agent is idle from here.
         server
             .wait_for_watches(1, Duration::from_secs(30))
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
         let (_, idle_rss, _) = usage(agent.id());
 
         let events: Vec<Value> = (0..EVENTS)

@@ -52,7 +52,7 @@ pub struct TrailLimits {
     /// Workloads tracked.
     pub workloads: NonZeroUsize,
     /// Entries kept per workload.
-    pub per_workload: usize,
+    pub per_workload: NonZeroUsize,
 }
 
 /// Entries evicted by one record.
@@ -64,14 +64,14 @@ pub struct TrailEvictions {
 
 pub struct Trail {
     workloads: LruCache<String, VecDeque<Crumb>>,
-    per_workload: usize,
+    per_workload: NonZeroUsize,
 }
 
 impl Trail {
     pub fn new(limits: TrailLimits) -> Self {
         Self {
             workloads: LruCache::new(limits.workloads),
-            per_workload: limits.per_workload.max(1),
+            per_workload: limits.per_workload,
         }
     }
 
@@ -95,7 +95,7 @@ impl Trail {
             .rposition(|c| c.at <= crumb.at)
             .map_or(0, |i| i + 1);
         entries.insert(at, crumb);
-        while entries.len() > self.per_workload {
+        while entries.len() > self.per_workload.get() {
             entries.pop_front();
             evictions.entries += 1;
         }
@@ -146,7 +146,7 @@ mod tests {
     fn limits(workloads: usize, per: usize) -> TrailLimits {
         TrailLimits {
             workloads: NonZeroUsize::new(workloads).unwrap(),
-            per_workload: per,
+            per_workload: NonZeroUsize::new(per).unwrap(),
         }
     }
 

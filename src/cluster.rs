@@ -16,14 +16,6 @@ pub enum Connection {
     Kubeconfig { server: String, paths: Vec<PathBuf> },
 }
 
-fn failed(variable: &str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable: variable.into(),
-        value: value.into(),
-        reason: reason.into(),
-    }
-}
-
 /// Whether the service-account environment and files are present.
 pub fn in_cluster_available(in_cluster: &InCluster) -> bool {
     in_cluster.service_host.is_some()
@@ -36,14 +28,14 @@ pub fn in_cluster_available(in_cluster: &InCluster) -> bool {
 pub fn in_cluster_config(in_cluster: &InCluster) -> Result<kube::Config, ConfigError> {
     const VAR: &str = "SENTRY_K8S_CLUSTER_CONFIG_TYPE";
     let host = in_cluster.service_host.as_deref().ok_or_else(|| {
-        failed(
+        ConfigError::new(
             VAR,
             "in-cluster",
             "KUBERNETES_SERVICE_HOST is not set (not running in a pod?)",
         )
     })?;
     let port = in_cluster.service_port.as_deref().ok_or_else(|| {
-        failed(
+        ConfigError::new(
             VAR,
             "in-cluster",
             "KUBERNETES_SERVICE_PORT is not set (not running in a pod?)",
@@ -51,7 +43,7 @@ pub fn in_cluster_config(in_cluster: &InCluster) -> Result<kube::Config, ConfigE
     })?;
     let port: u16 = port
         .parse()
-        .map_err(|_| failed("KUBERNETES_SERVICE_PORT", port, "expected a port number"))?;
+        .map_err(|_| ConfigError::new("KUBERNETES_SERVICE_PORT", port, "expected a port number"))?;
     let host = if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]")
     } else {
@@ -59,7 +51,7 @@ pub fn in_cluster_config(in_cluster: &InCluster) -> Result<kube::Config, ConfigE
     };
     let url = format!("https://{host}:{port}");
     let cluster_url = url.parse().map_err(|e| {
-        failed(
+        ConfigError::new(
             "KUBERNETES_SERVICE_HOST",
             &host,
             format!("not a valid host: {e}"),
@@ -68,7 +60,7 @@ pub fn in_cluster_config(in_cluster: &InCluster) -> Result<kube::Config, ConfigE
     let dir = &in_cluster.service_account_dir;
     let token_file = dir.join("token");
     if !token_file.is_file() {
-        return Err(failed(
+        return Err(ConfigError::new(
             "SENTRY_K8S_SERVICE_ACCOUNT_DIR",
             &dir.display().to_string(),
             "no service account token here (is automountServiceAccountToken off?)",
@@ -76,7 +68,7 @@ pub fn in_cluster_config(in_cluster: &InCluster) -> Result<kube::Config, ConfigE
     }
     let ca_file = dir.join("ca.crt");
     let ca = read_certificates(&ca_file).map_err(|reason| {
-        failed(
+        ConfigError::new(
             "SENTRY_K8S_SERVICE_ACCOUNT_DIR",
             &dir.display().to_string(),
             reason,
@@ -104,23 +96,28 @@ fn read_certificates(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     Ok(certs)
 }
 
+/// Kubeconfig paths as an operator writes them (`KUBECONFIG` style).
+fn search_path(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
 /// A kube config from the kubeconfig files (merged in order, like kubectl), current context.
 pub async fn kubeconfig_config(
     paths: &[PathBuf],
     variable: &str,
 ) -> Result<kube::Config, ConfigError> {
-    let shown = paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(":");
+    let shown = search_path(paths);
     let mut merged: Option<Kubeconfig> = None;
     for path in paths {
         if !path.is_file() && paths.len() > 1 {
             continue;
         }
         let file = Kubeconfig::read_from(path).map_err(|e| {
-            failed(
+            ConfigError::new(
                 variable,
                 &shown,
                 format!("cannot load kubeconfig {}: {e}", path.display()),
@@ -128,15 +125,16 @@ pub async fn kubeconfig_config(
         })?;
         merged = Some(match merged {
             None => file,
-            Some(acc) => acc
-                .merge(file)
-                .map_err(|e| failed(variable, &shown, format!("cannot merge kubeconfigs: {e}")))?,
+            Some(acc) => acc.merge(file).map_err(|e| {
+                ConfigError::new(variable, &shown, format!("cannot merge kubeconfigs: {e}"))
+            })?,
         });
     }
-    let kubeconfig = merged.ok_or_else(|| failed(variable, &shown, "no kubeconfig file found"))?;
+    let kubeconfig =
+        merged.ok_or_else(|| ConfigError::new(variable, &shown, "no kubeconfig file found"))?;
     kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .map_err(|e| failed(variable, &shown, format!("cannot use kubeconfig: {e}")))
+        .map_err(|e| ConfigError::new(variable, &shown, format!("cannot use kubeconfig: {e}")))
 }
 
 /// The kube config the configuration asks for.
@@ -151,26 +149,19 @@ pub async fn kube_config(config: &Config) -> Result<(kube::Config, Connection), 
         let server = kube_config.cluster_url.to_string();
         return Ok((kube_config, Connection::InCluster { server }));
     }
-    let variable = if config.cluster_config == ClusterConfigType::Auto
+    if config.cluster_config == ClusterConfigType::Auto
         && !config.kubeconfig.iter().any(|p| p.is_file())
     {
-        return Err(failed(
+        return Err(ConfigError::new(
             "SENTRY_K8S_CLUSTER_CONFIG_TYPE",
             "auto",
             format!(
                 "not in a cluster (no KUBERNETES_SERVICE_HOST or service account token) and no kubeconfig at {}",
-                config
-                    .kubeconfig
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(":")
+                search_path(&config.kubeconfig)
             ),
         ));
-    } else {
-        config.kubeconfig_source
-    };
-    let kube_config = kubeconfig_config(&config.kubeconfig, variable).await?;
+    }
+    let kube_config = kubeconfig_config(&config.kubeconfig, config.kubeconfig_source).await?;
     let server = kube_config.cluster_url.to_string();
     Ok((
         kube_config,
@@ -185,7 +176,7 @@ pub async fn kube_config(config: &Config) -> Result<(kube::Config, Connection), 
 pub async fn connect(config: &Config) -> Result<(kube::Client, Connection), ConfigError> {
     let (kube_config, connection) = kube_config(config).await?;
     let client = kube::Client::try_from(kube_config).map_err(|e| {
-        failed(
+        ConfigError::new(
             "SENTRY_K8S_CLUSTER_CONFIG_TYPE",
             &format!("{:?}", config.cluster_config),
             format!("cannot build a client: {e}"),

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -109,29 +110,30 @@ pub struct Config {
     /// `SENTRY_K8S_SHUTDOWN_TIMEOUT` (default `5s`): how long SIGTERM waits for delivery.
     pub shutdown_timeout: Duration,
     /// `SENTRY_K8S_QUEUE_SIZE` (default 1000): envelopes waiting for delivery.
-    pub queue_size: usize,
+    pub queue_size: NonZeroUsize,
     /// `SENTRY_K8S_QUEUE_TIMEOUT` (default `5m`): how long the pipeline waits for room in
     /// a full queue before dropping an event (counted).
     pub queue_timeout: Duration,
     /// `SENTRY_K8S_SEND_CONCURRENCY` (default 4): parallel requests to Sentry.
-    pub send_concurrency: usize,
+    pub send_concurrency: NonZeroUsize,
     /// `SENTRY_K8S_EVENT_TTL` (default `1h`, the apiserver's `--event-ttl`).
     pub event_ttl: Duration,
     /// `SENTRY_K8S_DEDUP_CAPACITY` (default 100000): events remembered to suppress resends.
-    pub dedup_capacity: usize,
+    pub dedup_capacity: NonZeroUsize,
     /// `SENTRY_K8S_BREADCRUMBS` (default 20): earlier events attached to each reported one.
     pub breadcrumbs: usize,
     /// `SENTRY_K8S_BREADCRUMB_WORKLOADS` (default 5000): workloads whose events are kept
     /// for breadcrumbs (least recently active evicted first).
-    pub breadcrumb_workloads: usize,
+    pub breadcrumb_workloads: NonZeroUsize,
     /// `SENTRY_K8S_BREADCRUMBS_PER_WORKLOAD` (default 50): events kept per workload.
-    pub breadcrumbs_per_workload: usize,
-    /// `SENTRY_K8S_OWNER_CACHE_SIZE` (default 10000): objects whose owner metadata is cached.
-    pub owner_cache_size: usize,
+    pub breadcrumbs_per_workload: NonZeroUsize,
+    /// `SENTRY_K8S_OWNER_CACHE_SIZE` (default 10000): objects (and namespaces, for their
+    /// DSN annotation) whose metadata is cached.
+    pub owner_cache_size: NonZeroUsize,
     /// `SENTRY_K8S_OWNER_CACHE_TTL` (default `5m`): when cached owner metadata is re-read.
     pub owner_cache_ttl: Duration,
     /// `SENTRY_K8S_LOOKUP_CONCURRENCY` (default 8): owner lookups in flight at once.
-    pub lookup_concurrency: usize,
+    pub lookup_concurrency: NonZeroUsize,
     /// `HOSTNAME`: the `agent_hostname` tag.
     pub hostname: String,
 }
@@ -145,11 +147,13 @@ pub struct ConfigError {
     pub reason: String,
 }
 
-fn invalid(variable: &str, value: &str, reason: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable: variable.into(),
-        value: value.into(),
-        reason: reason.into(),
+impl ConfigError {
+    pub fn new(variable: &str, value: &str, reason: impl Into<String>) -> Self {
+        Self {
+            variable: variable.into(),
+            value: value.into(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -238,7 +242,7 @@ pub fn parse_bool(variable: &str, value: &str) -> Result<bool, ConfigError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" | "" => Ok(false),
-        _ => Err(invalid(
+        _ => Err(ConfigError::new(
             variable,
             value,
             "expected a boolean: 1/true/yes/on or 0/false/no/off (or empty)",
@@ -254,7 +258,7 @@ pub fn parse_duration(variable: &str, value: &str) -> Result<Duration, ConfigErr
         None => (v, "s"),
     };
     let n: f64 = number.parse().map_err(|_| {
-        invalid(
+        ConfigError::new(
             variable,
             value,
             "expected a duration such as 30s, 500ms, 5m or 1h",
@@ -265,23 +269,76 @@ pub fn parse_duration(variable: &str, value: &str) -> Result<Duration, ConfigErr
         "s" => n,
         "m" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(invalid(variable, value, "unknown unit; use ms, s, m or h")),
+        _ => {
+            return Err(ConfigError::new(
+                variable,
+                value,
+                "unknown unit; use ms, s, m or h",
+            ));
+        }
     };
     if !secs.is_finite() || secs < 0.0 {
-        return Err(invalid(variable, value, "must be a non-negative duration"));
+        return Err(ConfigError::new(
+            variable,
+            value,
+            "must be a non-negative duration",
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn parse_count(variable: &str, value: &str, min: usize) -> Result<usize, ConfigError> {
-    match value.trim().parse::<usize>() {
-        Ok(n) if n >= min => Ok(n),
-        _ => Err(invalid(
+/// A count setting: `usize` (0 allowed) or `NonZeroUsize` (at least 1).
+trait Count: FromStr {
+    const LEAST: usize;
+}
+
+impl Count for usize {
+    const LEAST: usize = 0;
+}
+
+impl Count for NonZeroUsize {
+    const LEAST: usize = 1;
+}
+
+/// A whole number, at least [`Count::LEAST`]; `default` when unset or empty.
+fn count_or<T: Count>(
+    variable: &str,
+    value: &Option<String>,
+    default: T,
+) -> Result<T, ConfigError> {
+    let Some(value) = value.as_deref().filter(|v| !v.trim().is_empty()) else {
+        return Ok(default);
+    };
+    value.trim().parse().map_err(|_| {
+        ConfigError::new(
             variable,
             value,
-            format!("expected a whole number >= {min}"),
-        )),
+            format!("expected a whole number >= {}", T::LEAST),
+        )
+    })
+}
+
+const fn at_least_one(n: usize) -> NonZeroUsize {
+    match NonZeroUsize::new(n) {
+        Some(n) => n,
+        None => panic!("a default must be at least 1"),
     }
+}
+
+/// One of a closed set of names (case-insensitive; unset is `""`).
+fn one_of<T: Copy>(
+    variable: &str,
+    value: &Option<String>,
+    names: &[(&str, T)],
+    expected: &str,
+) -> Result<T, ConfigError> {
+    let raw = value.as_deref().unwrap_or("");
+    let wanted = raw.trim().to_ascii_lowercase();
+    names
+        .iter()
+        .find(|(name, _)| *name == wanted)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| ConfigError::new(variable, raw, expected))
 }
 
 /// A DNS-1123 label: what Kubernetes accepts as a namespace name.
@@ -307,7 +364,7 @@ fn parse_namespaces(value: &str) -> Result<Namespaces, ConfigError> {
         if ns == "__all__" {
             all = true;
         } else if !is_namespace_name(ns) {
-            return Err(invalid(
+            return Err(ConfigError::new(
                 VAR,
                 value,
                 format!(
@@ -342,25 +399,6 @@ fn non_empty(value: Option<String>) -> Option<String> {
 }
 
 impl LogLevel {
-    fn parse(value: &str) -> Result<Self, ConfigError> {
-        Ok(match value.trim().to_ascii_lowercase().as_str() {
-            "trace" => Self::Trace,
-            "debug" => Self::Debug,
-            "" | "info" => Self::Info,
-            "warn" | "warning" => Self::Warn,
-            // zerolog's fatal and panic levels still log errors.
-            "error" | "fatal" | "panic" => Self::Error,
-            "disabled" | "off" | "none" => Self::Off,
-            _ => {
-                return Err(invalid(
-                    "SENTRY_K8S_LOG_LEVEL",
-                    value,
-                    "expected one of trace, debug, info, warn, error, fatal, panic, disabled",
-                ));
-            }
-        })
-    }
-
     /// The tracing filter directive for this level.
     pub fn as_directive(self) -> &'static str {
         match self {
@@ -434,8 +472,8 @@ impl Config {
                 (!key.is_empty()).then(|| (key.to_string(), v.clone()))
             })
             .collect();
-        let env: Env =
-            envy::from_iter(resolved).map_err(|e| invalid("environment", "", e.to_string()))?;
+        let env: Env = envy::from_iter(resolved)
+            .map_err(|e| ConfigError::new("environment", "", e.to_string()))?;
         Self::validate(env, global_tags).map(|config| (config, notices))
     }
 
@@ -443,7 +481,7 @@ impl Config {
         let dsn = match non_empty(env.sentry_dsn.clone()) {
             None => None,
             Some(raw) => Some(Dsn::from_str(&raw).map_err(|e| {
-                invalid(
+                ConfigError::new(
                     "SENTRY_DSN",
                     &redact_dsn(&raw),
                     format!("not a valid DSN: {e}"),
@@ -451,25 +489,17 @@ impl Config {
             })?),
         };
         let flag = |var: &str, v: &Option<String>| parse_bool(var, v.as_deref().unwrap_or(""));
-        let cluster_config = match env
-            .sentry_k8s_cluster_config_type
-            .as_deref()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "" | "auto" => ClusterConfigType::Auto,
-            "in-cluster" => ClusterConfigType::InCluster,
-            "out-cluster" => ClusterConfigType::OutCluster,
-            _ => {
-                return Err(invalid(
-                    "SENTRY_K8S_CLUSTER_CONFIG_TYPE",
-                    env.sentry_k8s_cluster_config_type.as_deref().unwrap_or(""),
-                    "expected auto, in-cluster or out-cluster",
-                ));
-            }
-        };
+        let cluster_config = one_of(
+            "SENTRY_K8S_CLUSTER_CONFIG_TYPE",
+            &env.sentry_k8s_cluster_config_type,
+            &[
+                ("", ClusterConfigType::Auto),
+                ("auto", ClusterConfigType::Auto),
+                ("in-cluster", ClusterConfigType::InCluster),
+                ("out-cluster", ClusterConfigType::OutCluster),
+            ],
+            "expected auto, in-cluster or out-cluster",
+        )?;
         let (kubeconfig, kubeconfig_source) = match (
             non_empty(env.sentry_k8s_kubeconfig_path),
             non_empty(env.kubeconfig),
@@ -494,29 +524,22 @@ impl Config {
                 "SENTRY_K8S_KUBECONFIG_PATH",
             ),
         };
-        let log_format = match env
-            .sentry_k8s_log_format
-            .as_deref()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase()
-            .as_str()
-        {
-            "" | "text" | "console" => LogFormat::Text,
-            "json" => LogFormat::Json,
-            _ => {
-                return Err(invalid(
-                    "SENTRY_K8S_LOG_FORMAT",
-                    env.sentry_k8s_log_format.as_deref().unwrap_or(""),
-                    "expected text or json",
-                ));
-            }
-        };
+        let log_format = one_of(
+            "SENTRY_K8S_LOG_FORMAT",
+            &env.sentry_k8s_log_format,
+            &[
+                ("", LogFormat::Text),
+                ("text", LogFormat::Text),
+                ("console", LogFormat::Text),
+                ("json", LogFormat::Json),
+            ],
+            "expected text or json",
+        )?;
         let http_addr = match env.sentry_k8s_http_addr.as_deref().map(str::trim) {
             None => Some(SocketAddr::from(([0, 0, 0, 0], 8080))),
             Some("") => None,
             Some(v) => Some(v.parse().map_err(|_| {
-                invalid(
+                ConfigError::new(
                     "SENTRY_K8S_HTTP_ADDR",
                     v,
                     "expected host:port, e.g. 0.0.0.0:8080 (empty disables)",
@@ -527,16 +550,12 @@ impl Config {
             Some(v) if !v.trim().is_empty() => parse_duration(var, v),
             _ => Ok(default),
         };
-        let count_or = |var: &str, v: &Option<String>, default: usize, min: usize| match v {
-            Some(v) if !v.trim().is_empty() => parse_count(var, v, min),
-            _ => Ok(default),
-        };
         for key in global_tags.keys() {
             if !key
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '-'))
             {
-                return Err(invalid(
+                return Err(ConfigError::new(
                     &format!("{GLOBAL_TAG_PREFIX}{key}"),
                     "",
                     "a tag key may only contain letters, digits, '_', '.', ':' and '-'",
@@ -567,7 +586,26 @@ impl Config {
                         .unwrap_or_else(|| "/var/run/secrets/kubernetes.io/serviceaccount".into()),
                 ),
             },
-            log_level: LogLevel::parse(env.sentry_k8s_log_level.as_deref().unwrap_or(""))?,
+            log_level: one_of(
+                "SENTRY_K8S_LOG_LEVEL",
+                &env.sentry_k8s_log_level,
+                &[
+                    ("", LogLevel::Info),
+                    ("info", LogLevel::Info),
+                    ("trace", LogLevel::Trace),
+                    ("debug", LogLevel::Debug),
+                    ("warn", LogLevel::Warn),
+                    ("warning", LogLevel::Warn),
+                    // zerolog's fatal and panic levels still log errors.
+                    ("error", LogLevel::Error),
+                    ("fatal", LogLevel::Error),
+                    ("panic", LogLevel::Error),
+                    ("disabled", LogLevel::Off),
+                    ("off", LogLevel::Off),
+                    ("none", LogLevel::Off),
+                ],
+                "expected one of trace, debug, info, warn, error, fatal, panic, disabled",
+            )?,
             log_format,
             rust_log: non_empty(env.rust_log),
             monitor_cronjobs: flag(
@@ -594,7 +632,11 @@ impl Config {
                 &env.sentry_k8s_shutdown_timeout,
                 Duration::from_secs(5),
             )?,
-            queue_size: count_or("SENTRY_K8S_QUEUE_SIZE", &env.sentry_k8s_queue_size, 1000, 1)?,
+            queue_size: count_or(
+                "SENTRY_K8S_QUEUE_SIZE",
+                &env.sentry_k8s_queue_size,
+                at_least_one(1000),
+            )?,
             queue_timeout: duration_or(
                 "SENTRY_K8S_QUEUE_TIMEOUT",
                 &env.sentry_k8s_queue_timeout,
@@ -603,8 +645,7 @@ impl Config {
             send_concurrency: count_or(
                 "SENTRY_K8S_SEND_CONCURRENCY",
                 &env.sentry_k8s_send_concurrency,
-                4,
-                1,
+                at_least_one(4),
             )?,
             event_ttl: duration_or(
                 "SENTRY_K8S_EVENT_TTL",
@@ -614,27 +655,23 @@ impl Config {
             dedup_capacity: count_or(
                 "SENTRY_K8S_DEDUP_CAPACITY",
                 &env.sentry_k8s_dedup_capacity,
-                100_000,
-                1,
+                at_least_one(100_000),
             )?,
-            breadcrumbs: count_or("SENTRY_K8S_BREADCRUMBS", &env.sentry_k8s_breadcrumbs, 20, 0)?,
+            breadcrumbs: count_or("SENTRY_K8S_BREADCRUMBS", &env.sentry_k8s_breadcrumbs, 20)?,
             breadcrumb_workloads: count_or(
                 "SENTRY_K8S_BREADCRUMB_WORKLOADS",
                 &env.sentry_k8s_breadcrumb_workloads,
-                5000,
-                1,
+                at_least_one(5000),
             )?,
             breadcrumbs_per_workload: count_or(
                 "SENTRY_K8S_BREADCRUMBS_PER_WORKLOAD",
                 &env.sentry_k8s_breadcrumbs_per_workload,
-                50,
-                1,
+                at_least_one(50),
             )?,
             owner_cache_size: count_or(
                 "SENTRY_K8S_OWNER_CACHE_SIZE",
                 &env.sentry_k8s_owner_cache_size,
-                10_000,
-                1,
+                at_least_one(10_000),
             )?,
             owner_cache_ttl: duration_or(
                 "SENTRY_K8S_OWNER_CACHE_TTL",
@@ -644,8 +681,7 @@ impl Config {
             lookup_concurrency: count_or(
                 "SENTRY_K8S_LOOKUP_CONCURRENCY",
                 &env.sentry_k8s_lookup_concurrency,
-                8,
-                1,
+                at_least_one(8),
             )?,
             hostname: non_empty(env.hostname)
                 .or_else(|| {

@@ -136,7 +136,7 @@ pub fn to_sentry_event(
         &involved.name
     };
     let full_message = format!("{object_name}: {message}");
-    let truncated = full_message.chars().count() > MAX_MESSAGE_CHARS;
+    let length = full_message.chars().count();
     let container = involved.container();
     let root = enrichment.chain.root();
     let root_name = if root.name.is_empty() {
@@ -224,7 +224,7 @@ pub fn to_sentry_event(
             "reporting_instance": event.reporting_instance,
             "action": event.action,
             "resource_version": event.resource_version,
-            "message_length": truncated.then(|| full_message.chars().count()),
+            "message_length": (length > MAX_MESSAGE_CHARS).then_some(length),
         })),
     );
     contexts.insert(
@@ -312,14 +312,10 @@ mod tests {
             source_host: "node-1".into(),
             reporting_controller: "kubelet".into(),
             reporting_instance: "node-1".into(),
-            action: String::new(),
             legacy_count: Some(4),
-            series_count: None,
-            series_last_observed: None,
             first_timestamp: Some("2026-11-21T06:00:00Z".parse().unwrap()),
             last_timestamp: Some("2026-11-21T06:05:00Z".parse().unwrap()),
-            event_time: None,
-            created: None,
+            ..Default::default()
         }
     }
 

@@ -15,9 +15,10 @@ use lru::LruCache;
 use sentry::protocol::{MonitorCheckIn, MonitorCheckInStatus, MonitorConfig, MonitorSchedule};
 use tracing::{debug, info, warn};
 
-use crate::config::{Config, Namespaces};
+use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::normalize::from_jiff;
+use crate::source::watch_scopes;
 
 /// Runs remembered, so each check-in is sent once (a run lasts minutes to hours).
 const RUNS_REMEMBERED: usize = 10_000;
@@ -234,13 +235,13 @@ impl CronMonitor {
 
     /// Watches Jobs until `stop` resolves.
     pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
-        let apis: Vec<Api<Job>> = match &self.config.namespaces {
-            Namespaces::All => vec![Api::all(self.client.clone())],
-            Namespaces::List(list) => list
-                .iter()
-                .map(|ns| Api::namespaced(self.client.clone(), ns))
-                .collect(),
-        };
+        let apis: Vec<Api<Job>> = watch_scopes(&self.config.namespaces)
+            .iter()
+            .map(|scope| match scope {
+                Some(ns) => Api::namespaced(self.client.clone(), ns),
+                None => Api::all(self.client.clone()),
+            })
+            .collect();
         info!(
             watches = apis.len(),
             "monitoring CronJob runs with Sentry Crons"

@@ -148,23 +148,10 @@ mod tests {
             uid: uid.into(),
             name: uid.into(),
             namespace: "n".into(),
-            resource_version: "1".into(),
             event_type: "Warning".into(),
             reason: "BackOff".into(),
-            message: String::new(),
-            involved: Default::default(),
-            source_component: String::new(),
-            source_host: String::new(),
-            reporting_controller: String::new(),
-            reporting_instance: String::new(),
-            action: String::new(),
             legacy_count: count,
-            series_count: None,
-            series_last_observed: None,
-            first_timestamp: None,
-            last_timestamp: None,
-            event_time: None,
-            created: None,
+            ..Default::default()
         }
     }
 

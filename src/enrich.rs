@@ -30,27 +30,13 @@ pub struct Enrichment {
 
 impl Enrichment {
     /// No owners known, no node, no history: what an event has on its own.
+    #[cfg(test)]
     pub fn bare(event: &KubeEvent) -> Self {
         Self {
             chain: Chain::of(&event.involved),
             node: (!event.source_host.is_empty()).then(|| event.source_host.clone()),
             breadcrumbs: Vec::new(),
         }
-    }
-}
-
-/// The workload an event belongs to: its root owner (by uid when known).
-pub fn workload_key(event: &KubeEvent, chain: &Chain) -> String {
-    let root = chain.root();
-    if root.uid.is_empty() {
-        let ns = if root.namespace.is_empty() {
-            &event.namespace
-        } else {
-            &root.namespace
-        };
-        format!("{ns}/{}/{}", root.kind, root.name)
-    } else {
-        root.uid.clone()
     }
 }
 
@@ -87,56 +73,57 @@ impl Enricher {
         }
     }
 
-    /// Remembers an occurrence (for the breadcrumbs of later ones, and the pod's node).
-    pub fn record(&mut self, event: &KubeEvent, chain: &Chain) {
+    /// Remembers an occurrence under its workload (the root of `chain`), for the
+    /// breadcrumbs of later ones and the pod's node; returns the enrichment of a reported
+    /// one (`report`), which leaves the occurrence itself out of its breadcrumbs.
+    pub fn observe(&mut self, event: &KubeEvent, chain: Chain, report: bool) -> Option<Enrichment> {
         if event.involved.kind == "Pod" {
             let node = assigned_node(event)
                 .or((!event.source_host.is_empty()).then_some(event.source_host.as_str()));
             if let Some(node) = node {
                 self.nodes
-                    .put(pod_key(&event.involved, &event.namespace), node.to_string());
+                    .put(event.involved.key(&event.namespace), node.to_string());
             }
         }
-        let Some(at) = event.occurred_at() else {
-            return;
-        };
-        let evictions = self
-            .trail
-            .record(&workload_key(event, chain), Crumb::of(event, at));
-        for _ in 0..evictions.entries {
-            Metrics::inc(&self.metrics.breadcrumb_evictions, "reason", "entries");
+        let workload = chain.root().key(&event.namespace);
+        if let Some(at) = event.occurred_at() {
+            let evictions = self.trail.record(&workload, Crumb::of(event, at));
+            Metrics::add(
+                &self.metrics.breadcrumb_evictions,
+                "reason",
+                "entries",
+                evictions.entries,
+            );
+            Metrics::add(
+                &self.metrics.breadcrumb_evictions,
+                "reason",
+                "workloads",
+                evictions.workloads,
+            );
+            self.metrics
+                .breadcrumb_workloads
+                .set(self.trail.workloads() as i64);
         }
-        if evictions.workloads > 0 {
-            Metrics::inc(&self.metrics.breadcrumb_evictions, "reason", "workloads");
+        if !report {
+            return None;
         }
-        self.metrics
-            .breadcrumb_workloads
-            .set(self.trail.workloads() as i64);
-    }
-
-    /// The enrichment of an occurrence about to be reported (recorded before, so it is
-    /// left out of its own breadcrumbs by uid).
-    pub fn enrichment(&mut self, event: &KubeEvent, chain: Chain) -> Enrichment {
         let node = if event.source_host.is_empty() {
             chain
                 .objects()
                 .find(|o| o.kind == "Pod")
-                .and_then(|pod| self.nodes.get(&pod_key(pod, &event.namespace)).cloned())
+                .and_then(|pod| self.nodes.get(&pod.key(&event.namespace)).cloned())
         } else {
             Some(event.source_host.clone())
         };
         let until: DateTime<Utc> = event.occurred_at().unwrap_or_else(Utc::now);
-        let breadcrumbs = self.trail.before(
-            &workload_key(event, &chain),
-            until,
-            &event.uid,
-            self.breadcrumbs,
-        );
-        Enrichment {
+        let breadcrumbs = self
+            .trail
+            .before(&workload, until, &event.uid, self.breadcrumbs);
+        Some(Enrichment {
             chain,
             node,
             breadcrumbs,
-        }
+        })
     }
 
     /// Parses a per-object DSN annotation; an invalid one is warned about once per object
@@ -163,19 +150,6 @@ impl Enricher {
                 None
             }
         }
-    }
-}
-
-fn pod_key(pod: &ObjectRef, event_namespace: &str) -> String {
-    if pod.uid.is_empty() {
-        let ns = if pod.namespace.is_empty() {
-            event_namespace
-        } else {
-            &pod.namespace
-        };
-        format!("{ns}/{}", pod.name)
-    } else {
-        pod.uid.clone()
     }
 }
 

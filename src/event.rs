@@ -31,6 +31,20 @@ impl ObjectRef {
         .filter(|name| !name.is_empty())
     }
 
+    /// What identifies the object in the agent's caches: its uid, else
+    /// `namespace/kind/name` (the namespace defaulting to `namespace`, the event's).
+    pub fn key(&self, namespace: &str) -> String {
+        if !self.uid.is_empty() {
+            return self.uid.clone();
+        }
+        let ns = if self.namespace.is_empty() {
+            namespace
+        } else {
+            &self.namespace
+        };
+        format!("{ns}/{}/{}", self.kind, self.name)
+    }
+
     /// The API group of `api_version` ("" for core).
     pub fn group(&self) -> &str {
         self.api_version.rsplit_once('/').map_or("", |(g, _)| g)
@@ -38,7 +52,7 @@ impl ObjectRef {
 }
 
 /// A Kubernetes event, normalised from core/v1 (missing fields are empty, never errors).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct KubeEvent {
     /// `metadata.uid`, or `namespace/name` when the server sent none.
     pub uid: String,

@@ -114,8 +114,8 @@ impl Agent {
         let (client, connection) = cluster::connect(&config).await?;
         info!(?connection, namespaces = ?config.namespaces, historical = config.historical, "connected");
         let scopes: Vec<String> = source::watch_scopes(&config.namespaces)
-            .into_iter()
-            .map(|s| s.unwrap_or_else(|| "all namespaces".into()))
+            .iter()
+            .map(|scope| source::scope_name(scope).to_string())
             .collect();
         let stall_limit =
             (config.queue_timeout + Duration::from_secs(60)).max(Duration::from_secs(120));
@@ -143,8 +143,7 @@ impl Agent {
         let resolver = Arc::new(owners::OwnerResolver::new(
             client.clone(),
             owners::CacheLimits {
-                capacity: std::num::NonZeroUsize::new(config.owner_cache_size)
-                    .unwrap_or(std::num::NonZeroUsize::MIN),
+                capacity: config.owner_cache_size,
                 ttl: config.owner_cache_ttl,
             },
             self.metrics.clone(),

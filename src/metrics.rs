@@ -28,7 +28,7 @@ pub struct Metrics {
     pub malformed: Labeled,
     /// Events handed to delivery.
     pub reported: Counter,
-    /// Watch errors (`kind`: forbidden, expired, list, watch, other).
+    /// Watch errors (`kind`: forbidden, unauthorized, expired, list, watch, other).
     pub watch_errors: Labeled,
     /// Initial lists and relists started.
     pub relists: Counter,
@@ -43,12 +43,12 @@ pub struct Metrics {
     pub sentry_send_failures: Labeled,
     /// Envelopes given up on (`reason`: queue_full, too_large, rejected, unauthorized, shutdown).
     pub sentry_dropped: Labeled,
-    /// Envelopes waiting for delivery.
+    /// Envelopes waiting for delivery: queued, in flight, or waiting for a retry.
     pub queue_depth: Gauge,
     /// Seconds from the Kubernetes occurrence time to the hand-off to delivery.
     pub event_lag: Histogram,
-    /// Owner metadata lookups (`outcome`: cached, fetched, coalesced, forbidden, not_found,
-    /// unreadable, error).
+    /// Owner (and namespace) metadata lookups (`outcome`: cached, fetched, coalesced,
+    /// forbidden, not_found, unreadable, error).
     pub owner_lookups: Labeled,
     /// Objects in the owner cache, and entries evicted from it.
     pub owner_cache_entries: Gauge,
@@ -241,6 +241,13 @@ impl Metrics {
     /// Increments a labelled counter.
     pub fn inc(family: &Labeled, label: &'static str, value: &'static str) {
         family.get_or_create(&vec![(label, value)]).inc();
+    }
+
+    /// Adds `n` to a labelled counter (nothing when `n` is 0).
+    pub fn add(family: &Labeled, label: &'static str, value: &'static str, n: usize) {
+        if n > 0 {
+            family.get_or_create(&vec![(label, value)]).inc_by(n as u64);
+        }
     }
 
     /// The value of one labelled counter (for tests and logs).

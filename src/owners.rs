@@ -4,9 +4,10 @@
 //!
 //! Lookups are cached by uid in a bounded LRU (entries refresh after a TTL so annotation
 //! changes are seen), failures are cached briefly, and concurrent lookups of one object
-//! share one request. A kind the agent cannot read (a custom resource, an RBAC denial, an
-//! object that is gone) ends the chain where the ownerReferences left it: degraded, logged
-//! once per kind, counted, never blocking.
+//! share one request; namespaces, read for their DSN annotation, share the same cache. A
+//! kind the agent cannot read (a custom resource, an RBAC denial, an object that is gone)
+//! ends the chain where the ownerReferences left it: degraded, logged once per kind,
+//! counted, never blocking.
 
 use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
@@ -97,22 +98,11 @@ struct Cached {
     at: Instant,
 }
 
-/// Identifies an object for caching: its uid when known, else kind/namespace/name.
-fn cache_key(object: &ObjectRef) -> String {
-    if object.uid.is_empty() {
-        format!("{}/{}/{}", object.kind, object.namespace, object.name)
-    } else {
-        object.uid.clone()
-    }
-}
-
 pub struct OwnerResolver {
     client: kube::Client,
     limits: CacheLimits,
     cache: Mutex<LruCache<String, Cached>>,
     in_flight: Mutex<HashMap<String, Shared<BoxFuture<'static, Fetched>>>>,
-    /// Namespaces read for their DSN annotation, cached like objects.
-    namespaces: Mutex<LruCache<String, Cached>>,
     logged_kinds: Mutex<HashSet<String>>,
     metrics: Metrics,
 }
@@ -124,7 +114,6 @@ impl OwnerResolver {
             limits,
             cache: Mutex::new(LruCache::new(limits.capacity)),
             in_flight: Mutex::new(HashMap::new()),
-            namespaces: Mutex::new(LruCache::new(NonZeroUsize::new(1000).expect("non-zero"))),
             logged_kinds: Mutex::new(HashSet::new()),
             metrics,
         }
@@ -202,14 +191,20 @@ impl OwnerResolver {
 
     /// The metadata of one object, from the cache or one (shared) request.
     pub async fn lookup(&self, object: &ObjectRef) -> Lookup {
-        let key = cache_key(object);
+        let Some(resource) = readable_resource(&object.api_version, &object.kind) else {
+            self.note_failure(object, LookupFailure::Unreadable, "");
+            return Err(LookupFailure::Unreadable);
+        };
+        self.lookup_as(object, resource).await
+    }
+
+    /// [`lookup`](Self::lookup) of an object whose API resource is known.
+    async fn lookup_as(&self, object: &ObjectRef, resource: ApiResource) -> Lookup {
+        let key = object.key("");
         if let Some(hit) = self.cached(&key) {
             Metrics::inc(&self.metrics.owner_lookups, "outcome", "cached");
             return hit;
         }
-        let Some(resource) = readable_resource(&object.api_version, &object.kind) else {
-            return Err(LookupFailure::Unreadable);
-        };
         let (shared, leader) = {
             let mut in_flight = self.in_flight.lock().unwrap();
             match in_flight.get(&key) {
@@ -272,51 +267,25 @@ impl OwnerResolver {
         Chain { links }
     }
 
-    /// The `k8s.sentry.io/dsn` annotation of a namespace, if readable.
+    /// The `k8s.sentry.io/dsn` annotation of a namespace, if readable (cached like objects).
     pub async fn namespace_dsn(&self, namespace: &str) -> Option<String> {
         if namespace.is_empty() {
             return None;
         }
-        if let Some(cached) = self
-            .namespaces
-            .lock()
-            .unwrap()
-            .get(namespace)
-            .filter(|c| self.fresh(c))
-        {
-            return cached.lookup.as_ref().ok().and_then(|m| m.dsn.clone());
-        }
-        let resource = ApiResource::erase::<core::v1::Namespace>(&());
         let object = ObjectRef {
             api_version: "v1".into(),
             kind: "Namespace".into(),
             name: namespace.into(),
             ..Default::default()
         };
-        let lookup = match fetch(self.client.clone(), resource, object.clone()).await {
-            Ok(meta) => Ok(meta),
-            Err((failure, detail)) => {
-                self.note_failure(&object, failure, &detail);
-                Err(failure)
-            }
-        };
-        let dsn = lookup.as_ref().ok().and_then(|m| m.dsn.clone());
-        if lookup != Err(LookupFailure::Error) {
-            self.namespaces.lock().unwrap().put(
-                namespace.to_string(),
-                Cached {
-                    lookup,
-                    at: Instant::now(),
-                },
-            );
-        }
-        dsn
+        let resource = ApiResource::erase::<core::v1::Namespace>(&());
+        self.lookup_as(&object, resource).await.ok()?.dsn.clone()
     }
 }
 
 /// One GET of an object's metadata.
 async fn fetch(client: kube::Client, resource: ApiResource, object: ObjectRef) -> Fetched {
-    let api: Api<DynamicObject> = if object.namespace.is_empty() || object.kind == "Namespace" {
+    let api: Api<DynamicObject> = if object.namespace.is_empty() {
         Api::all_with(client, &resource)
     } else {
         Api::namespaced_with(client, &object.namespace, &resource)

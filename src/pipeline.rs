@@ -24,7 +24,7 @@ use crate::config::Config;
 use crate::convert::{self, Settings};
 use crate::dedup::{SeenEvents, Verdict};
 use crate::delivery::{Delivery, Handoff};
-use crate::enrich::{Enricher, Enrichment};
+use crate::enrich::Enricher;
 use crate::event::KubeEvent;
 use crate::health::Health;
 use crate::metrics::Metrics;
@@ -99,9 +99,8 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(config: Arc<Config>, metrics: Metrics, health: Arc<Health>, watches: usize) -> Self {
-        let capacity = NonZeroUsize::new(config.dedup_capacity).unwrap_or(NonZeroUsize::MIN);
         Self {
-            seen: SeenEvents::new(capacity, config.event_ttl),
+            seen: SeenEvents::new(config.dedup_capacity, config.event_ttl),
             watches: (0..watches).map(|_| WatchState::default()).collect(),
             config,
             metrics,
@@ -181,11 +180,19 @@ impl Tracker {
 
     fn observe(&mut self, watch: usize, event: KubeEvent) -> Option<Occurrence> {
         let (verdict, evictions) = self.seen.observe(&event, Instant::now());
-        for _ in 0..evictions.expired {
-            Metrics::inc(&self.metrics.dedup_evictions, "reason", "expired");
-        }
+        Metrics::add(
+            &self.metrics.dedup_evictions,
+            "reason",
+            "expired",
+            evictions.expired,
+        );
+        Metrics::add(
+            &self.metrics.dedup_evictions,
+            "reason",
+            "capacity",
+            evictions.capacity,
+        );
         if evictions.capacity > 0 {
-            Metrics::inc(&self.metrics.dedup_evictions, "reason", "capacity");
             debug!(
                 capacity = self.seen.capacity(),
                 "dedup capacity reached; forgot the least recently seen event"
@@ -287,7 +294,7 @@ pub struct Reporter {
 impl Reporter {
     pub fn new(config: &Config, metrics: Metrics, delivery: Arc<Delivery>) -> Self {
         let limits = TrailLimits {
-            workloads: NonZeroUsize::new(config.breadcrumb_workloads).unwrap_or(NonZeroUsize::MIN),
+            workloads: config.breadcrumb_workloads,
             per_workload: config.breadcrumbs_per_workload,
         };
         Self {
@@ -305,15 +312,11 @@ impl Reporter {
             namespace_dsn,
         } = resolved;
         let event = occurrence.event;
-        self.enricher.record(&event, &chain);
-        if !occurrence.report {
+        let Some(enrichment) = self.enricher.observe(&event, chain, occurrence.report) else {
             return;
-        }
-        let dsn = match chain.dsn_annotation() {
-            Some((object, raw)) => {
-                let object = object.clone();
-                self.enricher.dsn(&object, raw)
-            }
+        };
+        let dsn = match enrichment.chain.dsn_annotation() {
+            Some((object, raw)) => self.enricher.dsn(object, raw),
             None => namespace_dsn.and_then(|raw| {
                 let namespace = crate::event::ObjectRef {
                     kind: "Namespace".into(),
@@ -326,7 +329,6 @@ impl Reporter {
         if dsn.is_some() {
             Metrics::inc(&self.metrics.custom_dsn, "outcome", "routed");
         }
-        let enrichment: Enrichment = self.enricher.enrichment(&event, chain);
         let sentry_event = convert::to_sentry_event(&event, &enrichment, &self.settings);
         if let Some(at) = event.occurred_at() {
             let lag = (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0;
@@ -344,7 +346,7 @@ pub struct Pipeline {
     pub tracker: Tracker,
     pub resolver: Option<Arc<OwnerResolver>>,
     pub reporter: Reporter,
-    pub concurrency: usize,
+    pub concurrency: NonZeroUsize,
     pub custom_dsns: bool,
     pub health: Arc<Health>,
 }
@@ -395,7 +397,7 @@ impl Pipeline {
             .take_until(stop)
             .flat_map(move |item| stream::iter(tracker.handle(item)))
             .map(move |occurrence| resolve(resolver.clone(), custom_dsns, occurrence))
-            .buffered(concurrency.max(1));
+            .buffered(concurrency.get());
         let mut occurrences = std::pin::pin!(occurrences);
         let mut heartbeat = tokio::time::interval(HEARTBEAT);
         loop {

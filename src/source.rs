@@ -44,7 +44,8 @@ pub fn watch_scopes(namespaces: &Namespaces) -> Vec<Option<String>> {
     }
 }
 
-fn scope_name(scope: &Option<String>) -> &str {
+/// A scope as logs and `/readyz` name it.
+pub fn scope_name(scope: &Option<String>) -> &str {
     scope.as_deref().unwrap_or("all namespaces")
 }
 

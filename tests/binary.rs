@@ -6,7 +6,6 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use common::{DEADLINE, World, eventually};
 use harness::fixtures::EventFixture;
@@ -77,18 +76,9 @@ impl Process {
     }
 
     async fn wait(&mut self) -> ExitStatus {
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the agent did not exit: {}",
-                self.stderr()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let child = &mut self.child;
+        let status = common::poll(DEADLINE, || child.try_wait().unwrap()).await;
+        status.unwrap_or_else(|| panic!("the agent did not exit: {}", self.stderr()))
     }
 }
 
@@ -391,8 +381,7 @@ async fn a_forbidden_owner_kind_is_logged_once_and_events_still_go_out() {
             )
             .unwrap();
     }
-    let sink = &world.sink;
-    eventually("4 events despite the denial", || sink.events().len() >= 4).await;
+    world.sink.wait_for_events(4, DEADLINE).await.unwrap();
     agent.terminate();
     agent.wait().await;
     let logs = agent.stderr();

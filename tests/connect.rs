@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{World, eventually};
+use common::{DEADLINE, World, eventually};
 use harness::fixtures::EventFixture;
 use harness::{ApiServerOptions, FakeApiServer};
 use sentry_kubernetes::config::Config;
@@ -51,8 +51,8 @@ async fn reports_one_event(world: &World, vars: Vec<(String, String)>) {
         .server
         .create(EventFixture::warning("default", "web-1.a", "BackOff", "crash").build())
         .unwrap();
-    let sink = &world.sink;
-    eventually("the event", || sink.events().len() == 1).await;
+    let events = world.sink.wait_for_events(1, DEADLINE).await.unwrap();
+    assert_eq!(events.len(), 1);
     running.stop().await;
 }
 

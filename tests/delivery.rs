@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{World, eventually};
+use common::{DEADLINE, World, eventually};
 use harness::fixtures::EventFixture;
 use harness::{RespondRule, SinkDelay};
 use sentry_kubernetes::metrics::Metrics;
@@ -33,10 +33,9 @@ async fn a_burst_of_5000_warnings_reaches_sentry_exactly_once() {
     let agent = world.start(&[("SENTRY_K8S_SEND_CONCURRENCY", "4")]).await;
     world.server.create_all(burst(5000, "burst")).unwrap();
     let sink = &world.sink;
-    common::eventually_within("5000 events at the sink", Duration::from_secs(180), || {
-        sink.events().len() >= 5000
-    })
-    .await;
+    sink.wait_for_events(5000, Duration::from_secs(180))
+        .await
+        .unwrap();
     world.sentinel("default", "after-burst").await;
     let events = world.reported();
     assert_eq!(events.len(), 5000);
@@ -50,7 +49,10 @@ async fn a_burst_of_5000_warnings_reaches_sentry_exactly_once() {
         .map(|e| e["event_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), 5000);
-    assert_eq!(agent.counter("dropped", "reason", "queue_full"), 0);
+    assert_eq!(
+        Metrics::get(&agent.metrics.sentry_dropped, "reason", "queue_full"),
+        0
+    );
     agent.stop().await;
 }
 
@@ -67,14 +69,20 @@ async fn rate_limiting_is_waited_out_and_nothing_is_lost() {
     });
     world.server.create_all(burst(20, "limited")).unwrap();
     let sink = &world.sink;
-    eventually("all 20 after the rate limit", || sink.events().len() >= 20).await;
+    sink.wait_for_events(20, DEADLINE).await.unwrap();
     world.sentinel("default", "s").await;
     assert_eq!(world.reported().len(), 20);
     assert!(
         world.sink.requests().iter().any(|r| r.status == 429),
         "the sink did rate limit"
     );
-    assert!(agent.counter("send_failures", "reason", "rate_limited") >= 1);
+    assert!(
+        Metrics::get(
+            &agent.metrics.sentry_send_failures,
+            "reason",
+            "rate_limited"
+        ) >= 1
+    );
     assert_eq!(
         Metrics::get(&agent.metrics.sentry_dropped, "reason", "queue_full"),
         0
@@ -93,10 +101,21 @@ async fn a_sentry_outage_is_retried_until_it_recovers() {
     });
     world.server.create_all(burst(3, "outage")).unwrap();
     let sink = &world.sink;
-    eventually("3 events after the outage", || sink.events().len() >= 3).await;
+    sink.wait_for_events(3, DEADLINE).await.unwrap();
     world.sentinel("default", "s").await;
     assert_eq!(world.reported().len(), 3);
-    assert!(agent.counter("send_failures", "reason", "server_error") >= 1);
+    assert!(
+        Metrics::get(
+            &agent.metrics.sentry_send_failures,
+            "reason",
+            "server_error"
+        ) >= 1
+    );
+    let metrics = agent.metrics.clone();
+    eventually("the queue depth back to 0", || {
+        metrics.queue_depth.get() == 0
+    })
+    .await;
     agent.stop().await;
 }
 

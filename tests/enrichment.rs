@@ -258,10 +258,9 @@ async fn jobs_statefulsets_daemonsets_and_custom_owners_are_roots() {
             .all(|r| !r.path.contains("rollouts")),
         "no request for an unreadable kind"
     );
-    assert_eq!(
-        Metrics::get(&agent.metrics.owner_lookups, "outcome", "unreadable"),
-        0,
-        "unreadable kinds are not looked up"
+    assert!(
+        Metrics::get(&agent.metrics.owner_lookups, "outcome", "unreadable") >= 1,
+        "a chain ending at a kind the agent does not read is counted"
     );
     agent.stop().await;
 }
@@ -309,14 +308,9 @@ async fn forbidden_owner_lookups_degrade_to_what_is_known() {
         "grouped by what is known"
     );
     assert!(Metrics::get(&agent.metrics.owner_lookups, "outcome", "forbidden") >= 1);
-    let rs_gets = world
-        .server
-        .requests(0)
-        .into_iter()
-        .filter(|r| r.path.contains("/replicasets/"))
-        .count();
     assert_eq!(
-        rs_gets, 1,
+        world.gets("/replicasets/"),
+        1,
         "a forbidden lookup is remembered, not retried per event"
     );
     agent.stop().await;
@@ -348,17 +342,12 @@ async fn many_events_about_one_pod_cost_one_lookup_per_object() {
     world.server.create_all(events).unwrap();
     world.sentinel("shop", "s").await;
     assert_eq!(world.reported().len(), 50);
-    let gets = |fragment: &str| {
-        world
-            .server
-            .requests(0)
-            .into_iter()
-            .filter(|r| r.method == "GET" && !r.watch && r.path.contains(fragment))
-            .count()
-    };
-    assert_eq!(gets(&format!("/pods/{}", name(pod))), 1);
-    assert_eq!(gets(&format!("/replicasets/{}", name(&web.replicaset))), 1);
-    assert_eq!(gets("/deployments/web"), 1);
+    assert_eq!(world.gets(&format!("/pods/{}", name(pod))), 1);
+    assert_eq!(
+        world.gets(&format!("/replicasets/{}", name(&web.replicaset))),
+        1
+    );
+    assert_eq!(world.gets("/deployments/web"), 1);
     assert!(
         world
             .server

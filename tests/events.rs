@@ -4,9 +4,10 @@
 mod common;
 
 use chrono::{DateTime, Utc};
-use common::{World, eventually};
+use common::{DEADLINE, World};
 use harness::fixtures::EventFixture;
 use harness::scenarios;
+use sentry_kubernetes::metrics::Metrics;
 use serde_json::{Value, json};
 
 fn by_reason_and_object<'a>(events: &'a [Value], reason: &str, object: &str) -> &'a Value {
@@ -59,11 +60,11 @@ async fn every_warning_of_the_catalog_is_reported_with_its_fields() {
         .iter()
         .filter(|e| e.event["type"] == "Warning")
         .collect();
-    let sink = &world.sink;
-    eventually("every catalog warning", || {
-        sink.events().len() >= warnings.len()
-    })
-    .await;
+    world
+        .sink
+        .wait_for_events(warnings.len(), DEADLINE)
+        .await
+        .unwrap();
     world.sentinel("default", "after-catalog").await;
     let events = world.reported();
     assert_eq!(
@@ -423,9 +424,10 @@ async fn normal_events_and_filtered_reasons_and_sources_are_not_reported() {
     let reported = world.reported();
     assert_eq!(reported.len(), 1, "{reported:#?}");
     assert_eq!(reported[0]["tags"]["event_type"], "Error");
-    assert_eq!(agent.counter("filtered", "filter", "normal"), 1);
-    assert_eq!(agent.counter("filtered", "filter", "reason"), 2);
-    assert_eq!(agent.counter("filtered", "filter", "source"), 1);
+    let filtered = |filter| Metrics::get(&agent.metrics.filtered, "filter", filter);
+    assert_eq!(filtered("normal"), 1);
+    assert_eq!(filtered("reason"), 2);
+    assert_eq!(filtered("source"), 1);
     agent.stop().await;
 }
 

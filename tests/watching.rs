@@ -6,9 +6,10 @@ mod common;
 use std::collections::HashMap;
 
 use chrono::{Duration, Utc};
-use common::{World, eventually};
+use common::{DEADLINE, World, eventually};
 use harness::DenyRule;
 use harness::fixtures::{EventFixture, rfc3339};
+use sentry_kubernetes::metrics::Metrics;
 use serde_json::{Value, json};
 
 fn warning(ns: &str, object: &str, n: usize) -> Value {
@@ -94,7 +95,7 @@ async fn a_relist_after_compaction_resends_nothing_and_misses_nothing() {
             "during {n}: created in the gap, reported once"
         );
     }
-    assert!(agent.counter("watch_errors", "kind", "expired") >= 1);
+    assert!(Metrics::get(&agent.metrics.watch_errors, "kind", "expired") >= 1);
     assert!(
         agent.metrics.deduplicated.get() >= 4,
         "the relisted events were recognised"
@@ -112,11 +113,7 @@ async fn closed_watches_resume_without_resending() {
         .unwrap();
     world.sentinel("default", "s1").await;
     for round in 0..3 {
-        world
-            .server
-            .wait_for_watches(1, common::DEADLINE)
-            .await
-            .unwrap();
+        world.server.wait_for_watches(1, DEADLINE).await.unwrap();
         world.server.close_watches();
         world
             .server
@@ -173,8 +170,7 @@ async fn historical_replay_reports_stored_events_oldest_first() {
             ("SENTRY_K8S_SEND_CONCURRENCY", "1"),
         ])
         .await;
-    let sink = &world.sink;
-    eventually("the replay", || sink.events().len() >= 3).await;
+    world.sink.wait_for_events(3, DEADLINE).await.unwrap();
     let order: Vec<String> = world
         .reported()
         .iter()
@@ -225,7 +221,10 @@ async fn without_historical_replay_stored_events_are_skipped_but_their_repeats_r
         )
         .unwrap();
     let agent = world.start(&[]).await;
-    assert_eq!(agent.counter("filtered", "filter", "historical"), 2);
+    assert_eq!(
+        Metrics::get(&agent.metrics.filtered, "filter", "historical"),
+        2
+    );
     world.sentinel("default", "s1").await;
     assert!(world.reported().is_empty(), "stored events are history");
 
@@ -340,5 +339,3 @@ async fn a_watch_forbidden_by_rbac_is_retried_until_allowed() {
     assert_eq!(tally(&world).len(), 2);
     running.stop().await;
 }
-
-use sentry_kubernetes::metrics::Metrics;

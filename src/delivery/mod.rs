@@ -26,6 +26,9 @@ use crate::redact::describe_dsn;
 use outbox::{Outbox, QueueTransportFactory, Refused};
 use sender::Sender;
 
+/// Our user agent, on every request to Sentry (and in the SDK's options, for the same).
+pub const USER_AGENT: &str = concat!("sentry-kubernetes/", env!("CARGO_PKG_VERSION"));
+
 /// Why delivery could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
@@ -44,7 +47,7 @@ fn client_options(dsn: &Dsn, config: &Config, outbox: &Outbox) -> ClientOptions 
     options.dsn = Some(dsn.clone());
     options.environment = config.environment.clone().map(Into::into);
     options.release = config.release.clone().map(Into::into);
-    options.user_agent = format!("sentry-kubernetes/{}", env!("CARGO_PKG_VERSION")).into();
+    options.user_agent = USER_AGENT.into();
     options
 }
 
@@ -91,7 +94,7 @@ impl Delivery {
         let http = sender::http_client(dsn.scheme() == sentry::types::Scheme::Https)
             .map_err(DeliveryError::NoCaCertificates)?;
         let sender = Arc::new(Sender::new(http, metrics.clone(), outbox.pending.clone()));
-        let workers = tokio::spawn(sender.run(rx, config.send_concurrency));
+        let workers = tokio::spawn(sender.run(rx, config.send_concurrency.get()));
         let main = Arc::new(sentry::Client::with_options(client_options(
             dsn, config, &outbox,
         )));
@@ -186,11 +189,14 @@ impl SentryDelivery {
                     Refused::Closed => "shutdown",
                 };
                 Metrics::inc(&self.metrics.sentry_dropped, "reason", reason);
-                warn!(
-                    reason,
-                    waited = ?self.config.queue_timeout,
-                    "dropped an event: the delivery queue stayed full (is Sentry reachable?)"
-                );
+                match refused {
+                    Refused::Full => warn!(
+                        reason,
+                        waited = ?self.config.queue_timeout,
+                        "dropped an event: the delivery queue stayed full (is Sentry reachable?)"
+                    ),
+                    Refused::Closed => warn!(reason, "dropped an event: delivery has shut down"),
+                }
                 Handoff::Dropped
             }
         }
@@ -204,9 +210,7 @@ impl SentryDelivery {
         let left = self.outbox.pending.get();
         self.workers.abort();
         if !drained && left > 0 {
-            for _ in 0..left {
-                Metrics::inc(&self.metrics.sentry_dropped, "reason", "shutdown");
-            }
+            Metrics::add(&self.metrics.sentry_dropped, "reason", "shutdown", left);
             warn!(
                 left,
                 ?timeout,

@@ -7,12 +7,14 @@
 //! size.
 
 use std::cell::RefCell;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use std::io::Write;
 
 use bytes::Bytes;
+use prometheus_client::metrics::gauge::Gauge;
 use sentry::protocol::EnvelopeItem;
 use sentry::types::Dsn;
 use sentry::{Envelope, Transport, TransportFactory, TransportOptions};
@@ -70,21 +72,33 @@ thread_local! {
     static RESERVED: RefCell<Option<mpsc::OwnedPermit<Outgoing>>> = const { RefCell::new(None) };
 }
 
-/// Counts envelopes accepted but not yet finished, so flush can wait for zero.
-#[derive(Default)]
+/// Counts envelopes accepted but not yet finished (queued, in flight or waiting for a
+/// retry), so flush can wait for zero; the count is the `queue_depth` gauge.
 pub struct Pending {
     count: Mutex<usize>,
     zero: Condvar,
+    gauge: Gauge,
 }
 
 impl Pending {
+    fn new(gauge: Gauge) -> Self {
+        Self {
+            count: Mutex::new(0),
+            zero: Condvar::new(),
+            gauge,
+        }
+    }
+
     pub fn add(&self) {
-        *self.count.lock().unwrap() += 1;
+        let mut count = self.count.lock().unwrap();
+        *count += 1;
+        self.gauge.set(*count as i64);
     }
 
     pub fn done(&self) {
         let mut count = self.count.lock().unwrap();
         *count = count.saturating_sub(1);
+        self.gauge.set(*count as i64);
         if *count == 0 {
             self.zero.notify_all();
         }
@@ -127,12 +141,12 @@ pub enum Refused {
 }
 
 impl Outbox {
-    pub fn new(capacity: usize, metrics: Metrics) -> (Self, mpsc::Receiver<Outgoing>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    pub fn new(capacity: NonZeroUsize, metrics: Metrics) -> (Self, mpsc::Receiver<Outgoing>) {
+        let (tx, rx) = mpsc::channel(capacity.get());
         (
             Self {
                 tx,
-                pending: Arc::new(Pending::default()),
+                pending: Arc::new(Pending::new(metrics.queue_depth.clone())),
                 metrics,
             },
             rx,
@@ -191,12 +205,6 @@ impl Outbox {
                 }
             }
         }
-        self.metrics.queue_depth.set(self.depth() as i64);
-    }
-
-    /// Envelopes queued and not yet taken by a sender.
-    pub fn depth(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
     }
 }
 

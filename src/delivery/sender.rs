@@ -17,6 +17,7 @@ use sentry::types::Dsn;
 use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
+use super::USER_AGENT;
 use super::outbox::{Outgoing, Pending};
 use super::rate_limit::RateLimits;
 use crate::metrics::Metrics;
@@ -63,7 +64,6 @@ pub struct Sender {
     limits: Mutex<HashMap<String, RateLimits>>,
     metrics: Metrics,
     pending: Arc<Pending>,
-    user_agent: String,
 }
 
 impl Sender {
@@ -73,7 +73,6 @@ impl Sender {
             limits: Mutex::new(HashMap::new()),
             metrics,
             pending,
-            user_agent: format!("sentry-kubernetes/{}", env!("CARGO_PKG_VERSION")),
         }
     }
 
@@ -138,12 +137,12 @@ impl Sender {
     }
 
     async fn attempt(&self, dsn: &Dsn, body: Bytes) -> Attempt {
-        let auth = dsn.to_auth(Some(&self.user_agent)).to_string();
+        let auth = dsn.to_auth(Some(USER_AGENT)).to_string();
         let request = hyper::Request::post(dsn.envelope_api_url().as_str())
             .header("content-type", "application/x-sentry-envelope")
             .header("content-encoding", "gzip")
             .header("x-sentry-auth", auth)
-            .header("user-agent", &self.user_agent)
+            .header("user-agent", USER_AGENT)
             .body(Full::new(body))
             .expect("a valid DSN gives a valid request");
         let response = match tokio::time::timeout(REQUEST_TIMEOUT, self.client.request(request))

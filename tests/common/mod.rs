@@ -18,20 +18,24 @@ use tokio::task::JoinHandle;
 /// How long any awaited condition may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
-/// Polls `check` until it holds; panics with `what` after [`DEADLINE`].
-pub async fn eventually(what: &str, check: impl FnMut() -> bool) {
-    eventually_within(what, DEADLINE, check).await
+/// Polls `check` until it holds; panics with `what` after [`DEADLINE`]. For state with
+/// no notification (metrics, logs, a child process); the sink has `wait_for_events`.
+pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    if poll(DEADLINE, || check().then_some(())).await.is_none() {
+        panic!("timed out waiting for {what}");
+    }
 }
 
-/// [`eventually`] with its own deadline, for work whose duration depends on the build
-/// profile and the machine's load (a debug build on a busy machine is slow).
-pub async fn eventually_within(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+/// The first `Some` that `check` returns, polled every 10 ms; `None` after `limit`.
+pub async fn poll<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = tokio::time::Instant::now() + limit;
-    while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -108,10 +112,7 @@ impl World {
     /// Starts the agent and waits until `watches` watches completed their first list.
     pub async fn start(&self, extra: &[(&str, &str)]) -> Running {
         let config = self.config(extra);
-        let watches = match &config.namespaces {
-            sentry_kubernetes::config::Namespaces::All => 1,
-            sentry_kubernetes::config::Namespaces::List(l) => l.len() as i64,
-        };
+        let watches = sentry_kubernetes::source::watch_scopes(&config.namespaces).len() as i64;
         let running = Running::spawn(config);
         running.ready(watches).await;
         running
@@ -133,6 +134,16 @@ impl World {
             })
         })
         .await;
+    }
+
+    /// How many GETs other than watches the apiserver answered on paths containing
+    /// `fragment`.
+    pub fn gets(&self, fragment: &str) -> usize {
+        self.server
+            .requests(0)
+            .into_iter()
+            .filter(|r| r.method == "GET" && !r.watch && r.path.contains(fragment))
+            .count()
     }
 
     /// The events the sink received, minus sentinels.
@@ -183,26 +194,6 @@ impl Running {
             metrics.watches_ready.get() >= watches
         })
         .await;
-    }
-
-    pub fn counter(&self, family: &str, label: &str, value: &'static str) -> u64 {
-        let m = &self.metrics;
-        let f = match family {
-            "filtered" => &m.filtered,
-            "watch_errors" => &m.watch_errors,
-            "occurrences" => &m.occurrences,
-            "malformed" => &m.malformed,
-            "dropped" => &m.sentry_dropped,
-            "send_failures" => &m.sentry_send_failures,
-            other => panic!("unknown family {other}"),
-        };
-        let label: &'static str = match label {
-            "filter" => "filter",
-            "kind" => "kind",
-            "reason" => "reason",
-            other => panic!("unknown label {other}"),
-        };
-        Metrics::get(f, label, value)
     }
 
     /// Signals shutdown and waits for the agent to finish flushing.

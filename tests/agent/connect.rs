@@ -1,11 +1,9 @@
 //! Reaching the cluster: in-cluster over TLS with a service-account token, a kubeconfig,
 //! and `auto` choosing between them.
 
-mod common;
-
 use std::path::Path;
 
-use common::{DEADLINE, World, eventually};
+use crate::common::{DEADLINE, World, eventually};
 use harness::fixtures::EventFixture;
 use harness::{ApiServerOptions, FakeApiServer};
 use sentry_kubernetes::config::Config;
@@ -45,7 +43,7 @@ fn in_cluster_vars<'a>(world: &World, sa: &'a Path, mode: &'a str) -> Vec<(Strin
 }
 
 async fn reports_one_event(world: &World, vars: Vec<(String, String)>) {
-    let running = common::Running::spawn(Config::from_vars(vars).unwrap().0);
+    let running = crate::common::Running::spawn(Config::from_vars(vars).unwrap().0);
     running.ready(1).await;
     world
         .server
@@ -118,7 +116,7 @@ async fn in_cluster_mode_outside_a_cluster_is_a_configuration_error() {
 async fn a_rejected_token_is_counted_and_retried_without_crashing() {
     let (world, sa) = tls_world().await;
     std::fs::write(sa.path().join("token"), "expired-token").unwrap();
-    let running = common::Running::spawn(
+    let running = crate::common::Running::spawn(
         Config::from_vars(in_cluster_vars(&world, sa.path(), "in-cluster"))
             .unwrap()
             .0,

@@ -1,12 +1,10 @@
 //! Delivery without silent loss: bursts wait instead of dropping, rate limits and outages
 //! are waited out, and what is dropped on purpose is counted.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{DEADLINE, World, eventually};
+use crate::common::{DEADLINE, World, eventually};
 use harness::fixtures::EventFixture;
 use harness::{RespondRule, SinkDelay};
 use sentry_kubernetes::metrics::Metrics;

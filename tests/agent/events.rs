@@ -1,10 +1,8 @@
 //! What the agent reports for real-world events, field by field, and which occurrences it
 //! reports at all.
 
-mod common;
-
+use crate::common::{DEADLINE, World};
 use chrono::{DateTime, Utc};
-use common::{DEADLINE, World};
 use harness::fixtures::EventFixture;
 use harness::scenarios;
 use sentry_kubernetes::metrics::Metrics;

@@ -1,8 +1,6 @@
 //! Shared set-up for the agent's integration tests: a fake apiserver, a Sentry sink, the
 //! agent running in-process against both, and waits with deadlines.
 
-#![allow(dead_code)]
-
 use std::future::Future;
 use std::time::Duration;
 

@@ -1,12 +1,10 @@
 //! Each occurrence reported exactly once, whatever the watches go through: relists after
 //! 410, closed watches, duplicate namespaces, historical replay, RBAC denials.
 
-mod common;
-
 use std::collections::HashMap;
 
+use crate::common::{DEADLINE, World, eventually};
 use chrono::{Duration, Utc};
-use common::{DEADLINE, World, eventually};
 use harness::DenyRule;
 use harness::fixtures::{EventFixture, rfc3339};
 use sentry_kubernetes::metrics::Metrics;
@@ -305,8 +303,9 @@ async fn a_watch_forbidden_by_rbac_is_retried_until_allowed() {
         group: Some(String::new()),
         namespace: Some("prod".into()),
     });
-    let running =
-        common::Running::spawn(world.config(&[("SENTRY_K8S_WATCH_NAMESPACES", "default,prod")]));
+    let running = crate::common::Running::spawn(
+        world.config(&[("SENTRY_K8S_WATCH_NAMESPACES", "default,prod")]),
+    );
     let metrics = running.metrics.clone();
     eventually("403s counted and retried", || {
         Metrics::get(&metrics.watch_errors, "kind", "forbidden") >= 2

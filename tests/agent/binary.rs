@@ -1,13 +1,11 @@
 //! The `sentry-kubernetes` binary as an operator runs it: exit codes, the dry run, SIGTERM,
 //! its probes, and logs that name problems but never secrets.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 
-use common::{DEADLINE, World, eventually};
+use crate::common::{DEADLINE, World, eventually};
 use harness::fixtures::EventFixture;
 use harness::{ApiServerOptions, DenyRule, FakeApiServer, SinkDelay};
 use serde_json::Value;
@@ -77,7 +75,7 @@ impl Process {
 
     async fn wait(&mut self) -> ExitStatus {
         let child = &mut self.child;
-        let status = common::poll(DEADLINE, || child.try_wait().unwrap()).await;
+        let status = crate::common::poll(DEADLINE, || child.try_wait().unwrap()).await;
         status.unwrap_or_else(|| panic!("the agent did not exit: {}", self.stderr()))
     }
 }

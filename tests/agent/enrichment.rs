@@ -1,12 +1,10 @@
 //! One Sentry issue per workload and reason: owner chains, tags, breadcrumbs, per-object
 //! DSNs, and the bounds of what is remembered.
 
-mod common;
-
 use std::collections::HashSet;
 
+use crate::common::{World, eventually};
 use chrono::{Duration, Utc};
-use common::{World, eventually};
 use harness::DenyRule;
 use harness::SinkDelay;
 use harness::fixtures::{EventFixture, ObjectFixture, deployment_chain};

@@ -1,8 +1,6 @@
 //! Sentry Crons check-ins for CronJob runs (`SENTRY_K8S_MONITOR_CRONJOBS`).
 
-mod common;
-
-use common::{World, eventually};
+use crate::common::{World, eventually};
 use harness::fixtures::ObjectFixture;
 use serde_json::{Value, json};
 

@@ -1,0 +1,13 @@
+//! The agent's integration tests, in one binary: a fake apiserver and a Sentry sink from
+//! `tests/harness`, the agent in-process or as its own binary. One crate instead of one per
+//! file, so a change to the agent links one test binary, not seven.
+
+mod common;
+
+mod binary;
+mod connect;
+mod crons;
+mod delivery;
+mod enrichment;
+mod events;
+mod watching;

@@ -55,6 +55,22 @@ def replicas(values, workload):
             "taskworker": values["sentry"]["taskWorker"].get("replicas", 1)}.get(workload, 1)
 
 
+# Sections whose keys must each be one chart 33 reads (listed in the facts' keys).
+READ_SECTIONS = ("sentry", "relay", "config", "global", "hooks", "externalClickhouse")
+
+
+def check_keys_read(deploy, facts):
+    print("every key set is one chart 33 reads")
+    known = set(facts["keys"])
+    for name in VALUES:
+        values = load(deploy, name)
+        for section in READ_SECTIONS:
+            for key in values.get(section, {}):
+                path = f"{section}.{key}"
+                check(any(k == path or k.startswith(path + ".") for k in known),
+                      f"{name}: {path} is not a key chart 33 is known to read (deploy/schema/chart-33.7.0.yaml keys)")
+
+
 def check_selectors(deploy, facts):
     print("selectors against chart 33 pod labels")
     pods = workload_pods(facts)

@@ -333,6 +333,7 @@ def main():
         work = Path(tmp)
         check_yaml()
         check_values(work)
+        chart33.check_keys_read(DEPLOY, FACTS)
         chart33.check_selectors(DEPLOY, FACTS)
         chart33.check_ingress(DEPLOY, FACTS)
         chart33.check_ca_bundle(DEPLOY, FACTS)

@@ -3,8 +3,15 @@
 
 - yamllint over every YAML file;
 - the generated Sentry values against deploy/schema/sentry-values.schema.json (bundled
-  services off, TLS on, credentials only as Secret references), and the agent's values
-  against this repository's chart (rendered with the Helm SDK);
+  services off, TLS on, credentials only as Secret references, the keys chart 33 removed
+  refused), and the agent's values against this repository's chart (rendered with the Helm
+  SDK);
+- the values against what chart 33.7.0 renders (deploy/schema/chart-33.7.0.yaml, one source
+  per entry): PodDisruptionBudget and NodePort selectors match a workload's pod labels, the
+  ingress routes envelopes to Relay, the CA bundle reaches every client, the readiness gate
+  runs before the chart's dbCheck, the ClickHouse operator's wiring is consistent;
+- the post-renderer as Helm 3 (a path) and Helm 4 (a postrenderer/v1 plugin) run it, and
+  the smoke test's script against a fake Relay on loopback;
 - kubernetes-validate --strict (oldest and newest supported Kubernetes) and checkov on
   every plain manifest, the PodDisruptionBudgets inside the values included (custom
   resources only warn);
@@ -26,10 +33,14 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pycheck import ROOT, TOOLS, check, finish, run  # noqa: E402
+import chart33  # noqa: E402
+import runtime  # noqa: E402
 
 DEPLOY = ROOT / "deploy"
 KUBE_VERSIONS = ["1.25.0", "1.37.0"]
+FACTS = yaml.safe_load((DEPLOY / "schema/chart-33.7.0.yaml").read_text())
 
 
 
@@ -69,13 +80,32 @@ def check_values(work):
         ("an inline ClickHouse password", lambda v: v["externalClickhouse"].update(password="x")),
         ("a single web replica", lambda v: v["sentry"]["web"].update(replicas=1)),
         ("ClickHouse without TLS", lambda v: v["externalClickhouse"].update(secure=False)),
-    ]:
+        ("ClickHouse without certificate verification", lambda v: v["externalClickhouse"].update(verify=False)),
+        ("ClickHouse without the CA bundle", lambda v: v["externalClickhouse"].pop("ca_certs")),
+        ("PostgreSQL without hostname verification", lambda v: v["externalPostgresql"].update(sslMode="require")),
+        ("a single taskworker replica", lambda v: v["sentry"]["taskWorker"].update(replicas=1)),
+        ("no taskbroker", lambda v: v["sentry"].pop("taskBroker")),
+        ("a single relay replica", lambda v: v["relay"].update(replicas=1)),
+        ("the Deployments as hooks", lambda v: v.update(asHook=True)),
+        ("no CA bundle mount", lambda v: v["global"].update(volumeMounts=[])),
+        ("the chart's services as NodePorts", lambda v: v["service"].update(type="NodePort")),
+        ("dbCheck after the upgrade's migrations", lambda v: v["hooks"].update(preUpgrade=False)),
+    ] + removed_key_mutations():
         bad = json.loads(json.dumps(values))
         mutate(bad)
         path = work / "bad-values.yaml"
         path.write_text(yaml.safe_dump(bad))
         out = run([TOOLS / "check-jsonschema", "--schemafile", schema, path])
         check(out.returncode != 0, f"the values schema accepts {label}")
+    # Without an ingress: both NodePort Services, or the schema refuses.
+    nodeport = yaml.safe_load((DEPLOY / "sentry/values-nodeport.yaml").read_text())
+    for name in ("sentry-web-nodeport", "sentry-relay-nodeport"):
+        bad = json.loads(json.dumps(nodeport))
+        bad["extraManifests"] = [m for m in bad["extraManifests"] if m["metadata"]["name"] != name]
+        path = work / "bad-values.yaml"
+        path.write_text(yaml.safe_dump(bad))
+        out = run([TOOLS / "check-jsonschema", "--schemafile", schema, path])
+        check(out.returncode != 0, f"the values schema accepts a NodePort install without {name}")
     # The agent's values render with this repository's chart.
     import helm_python as helm
 
@@ -89,6 +119,24 @@ def check_values(work):
           "the agent's DSN comes from the Secret sentry-kubernetes-dsn")
 
 
+def removed_key_mutations():
+    """One mutation per key chart 33 no longer reads (from the facts file, so the schema and
+    the facts cannot drift apart): each must be refused."""
+    mutations = []
+    for entry in FACTS["removedKeys"]:
+        if "key" in entry:
+            parent, leaf = entry["key"].split(".")
+        else:
+            parent = entry["under"]
+            leaf = entry["keyPattern"].lstrip("^") + "Events"
+        assert parent == "sentry", entry
+        mutations.append((f"the removed key {parent}.{leaf} ({entry['source']})",
+                          lambda v, leaf=leaf: v["sentry"].update({leaf: {"replicas": 2}})))
+    leaf = "subscriptionConsumerGenericMetrics"
+    mutations.append((f"the removed key sentry.{leaf}", lambda v: v["sentry"].update({leaf: {"enabled": True}})))
+    return mutations
+
+
 def extra_manifests(work):
     """The manifests carried inside the Sentry values (extraManifests), as a file."""
     docs = []
@@ -97,7 +145,8 @@ def extra_manifests(work):
     path = work / "extra-manifests.yaml"
     path.write_text(yaml.safe_dump_all(docs, sort_keys=False))
     kinds = {d["kind"] for d in docs}
-    check(kinds == {"PodDisruptionBudget"}, f"extraManifests are the PodDisruptionBudgets: {kinds}")
+    expected = {"PodDisruptionBudget", "ServiceAccount", "Job", "Pod", "Service"}
+    check(kinds == expected, f"extraManifests are the PDBs, the readiness gate, the smoke test, the NodePorts: {kinds}")
     return path
 
 
@@ -284,6 +333,14 @@ def main():
         work = Path(tmp)
         check_yaml()
         check_values(work)
+        chart33.check_keys_read(DEPLOY, FACTS)
+        chart33.check_selectors(DEPLOY, FACTS)
+        chart33.check_ingress(DEPLOY, FACTS)
+        chart33.check_ca_bundle(DEPLOY, FACTS)
+        chart33.check_readiness_gate(DEPLOY, FACTS)
+        chart33.check_operator_wiring(DEPLOY, FACTS)
+        runtime.check_post_render(DEPLOY, FACTS, work)
+        runtime.check_smoke_test(DEPLOY)
         check_manifests(work)
         check_terraform(work)
         check_secret_scanner()

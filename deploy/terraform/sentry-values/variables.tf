@@ -43,11 +43,11 @@ variable "postgres" {
     port     = optional(number, 5432)
     database = optional(string, "sentry")
     username = optional(string, "sentry")
-    ssl_mode = optional(string, "require")
+    ssl_mode = optional(string, "verify-full")
   })
   validation {
-    condition     = contains(["require", "verify-ca", "verify-full"], var.postgres.ssl_mode)
-    error_message = "postgres.ssl_mode must be require, verify-ca or verify-full: the database is reached over TLS."
+    condition     = var.postgres.ssl_mode == "verify-full"
+    error_message = "postgres.ssl_mode must be verify-full: TLS whose certificate chains to the CA bundle and names the host (require and verify-ca accept a server of another name)."
   }
   validation {
     condition     = var.postgres.port > 0 && var.postgres.port < 65536
@@ -138,6 +138,7 @@ variable "secrets" {
     s3         = optional(string, "sentry-s3")
     github     = optional(string, "sentry-github")
     agent_dsn  = optional(string, "sentry-kubernetes-dsn")
+    smoke_dsn  = optional(string, "sentry-smoke-dsn")
   })
   default = {}
   validation {
@@ -158,15 +159,49 @@ variable "ingress" {
 }
 
 variable "replicas" {
-  description = "Replicas of web and worker: at least 2, so a node drain or a rollout never takes them down."
+  description = "Replicas of web, relay and each taskworker pool: at least 2, so a node drain or a rollout never takes them down."
   type = object({
-    web    = optional(number, 2)
-    worker = optional(number, 2)
+    web        = optional(number, 2)
+    relay      = optional(number, 2)
+    taskworker = optional(number, 2)
   })
   default = {}
   validation {
-    condition     = var.replicas.web >= 2 && var.replicas.worker >= 2
-    error_message = "replicas.web and replicas.worker must be at least 2 (with their PodDisruptionBudgets, a drain keeps one)."
+    condition     = var.replicas.web >= 2 && var.replicas.relay >= 2 && var.replicas.taskworker >= 2
+    error_message = "replicas.web, replicas.relay and replicas.taskworker must be at least 2 (with their PodDisruptionBudgets, a drain keeps one)."
+  }
+}
+
+variable "taskworker_pools" {
+  description = "Names of the chart's taskworker pools (sentry.taskWorker.workers[].name of chart 33.7.0); their PodDisruptionBudget selects role=taskworker-<name>."
+  type        = list(string)
+  default     = ["default", "ingest", "products"]
+  validation {
+    condition     = length(var.taskworker_pools) > 0 && alltrue([for p in var.taskworker_pools : can(regex("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", p))])
+    error_message = "taskworker_pools must name at least one pool, each a DNS-1123 label."
+  }
+}
+
+variable "ca_bundle" {
+  description = "ConfigMap (key ca-bundle.crt) holding the public roots plus the CA(s) of PostgreSQL, Redis, Kafka and ClickHouse; mounted as the system trust store of every Sentry pod."
+  type        = string
+  default     = "sentry-ca-bundle"
+  validation {
+    condition     = can(regex("^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", var.ca_bundle))
+    error_message = "ca_bundle must be a ConfigMap name (DNS-1123 subdomain)."
+  }
+}
+
+variable "nodeport" {
+  description = "Node ports of web (UI, API) and relay (SDKs, the agent) when the ingress is disabled."
+  type = object({
+    web   = optional(number, 30900)
+    relay = optional(number, 30300)
+  })
+  default = {}
+  validation {
+    condition     = alltrue([for p in [var.nodeport.web, var.nodeport.relay] : p >= 30000 && p <= 32767]) && var.nodeport.web != var.nodeport.relay
+    error_message = "nodeport.web and nodeport.relay must be two different ports in 30000-32767."
   }
 }
 

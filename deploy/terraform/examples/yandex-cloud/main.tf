@@ -236,6 +236,23 @@ locals {
   }
 }
 
+# Managed PostgreSQL, Redis, Kafka and ClickHouse present certificates of Yandex's internal
+# CA: the bundle every Sentry pod trusts is the public roots plus that CA (ConfigMap
+# sentry-ca-bundle, key ca-bundle.crt; mounted by global.volumes in the values).
+data "http" "yandex_ca" {
+  url = "https://storage.yandexcloud.net/cloud-certs/CA.pem"
+}
+
+resource "kubernetes_config_map_v1" "ca_bundle" {
+  metadata {
+    name      = "sentry-ca-bundle"
+    namespace = var.namespace
+  }
+  data = {
+    "ca-bundle.crt" = "${trimspace(file(var.system_ca_bundle))}\n${trimspace(data.http.yandex_ca.response_body)}\n"
+  }
+}
+
 resource "kubernetes_secret_v1" "sentry" {
   for_each = local.secrets
 
@@ -249,6 +266,7 @@ resource "kubernetes_secret_v1" "sentry" {
 module "sentry_values" {
   source      = "../../sentry-values"
   namespace   = var.namespace
+  ca_bundle   = kubernetes_config_map_v1.ca_bundle.metadata[0].name
   hostname    = var.hostname
   admin_email = var.admin_email
   postgres = {

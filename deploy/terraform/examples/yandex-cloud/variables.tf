@@ -45,3 +45,9 @@ variable "bucket_prefix" {
   description = "Prefix of the two bucket names (globally unique in Object Storage)."
   type        = string
 }
+
+variable "system_ca_bundle" {
+  description = "PEM file with the public root CAs (Debian/Ubuntu path by default); Yandex's CA is appended to it for the pods' trust store."
+  type        = string
+  default     = "/etc/ssl/certs/ca-certificates.crt"
+}

@@ -1,5 +1,5 @@
 # Yandex Cloud managed Kafka, ClickHouse, PostgreSQL, Redis and Object Storage feeding the
-# provider-free values module. Needs the yandex, random and kubernetes providers (CI only
+# provider-free values module. Needs the yandex, random, http and kubernetes providers (CI only
 # checks its formatting: no provider registry is reachable there).
 terraform {
   required_version = ">= 1.6.0"
@@ -11,6 +11,10 @@ terraform {
     random = {
       source  = "hashicorp/random"
       version = "~> 3.6"
+    }
+    http = {
+      source  = "hashicorp/http"
+      version = "~> 3.4"
     }
     kubernetes = {
       source  = "hashicorp/kubernetes"

@@ -29,8 +29,8 @@ run "external_services_over_tls_with_secrets" {
     error_message = "every bundled stateful service must be disabled"
   }
   assert {
-    condition     = yamldecode(output.sentry_values).externalPostgresql.sslMode == "require" && yamldecode(output.sentry_values).externalPostgresql.port == 6432
-    error_message = "PostgreSQL over TLS on the given port"
+    condition     = yamldecode(output.sentry_values).externalPostgresql.sslMode == "verify-full" && yamldecode(output.sentry_values).externalPostgresql.port == 6432
+    error_message = "PostgreSQL over TLS, hostname verified, on the given port"
   }
   assert {
     condition     = yamldecode(output.sentry_values).externalRedis.ssl == true
@@ -45,8 +45,8 @@ run "external_services_over_tls_with_secrets" {
     error_message = "topics replicated three times by default"
   }
   assert {
-    condition     = yamldecode(output.sentry_values).externalClickhouse.secure == true && yamldecode(output.sentry_values).externalClickhouse.singleNode == false && yamldecode(output.sentry_values).externalClickhouse.clusterName == "sentry-cluster"
-    error_message = "ClickHouse over TLS, as a cluster"
+    condition     = yamldecode(output.sentry_values).externalClickhouse.secure == true && yamldecode(output.sentry_values).externalClickhouse.verify == true && yamldecode(output.sentry_values).externalClickhouse.singleNode == false && yamldecode(output.sentry_values).externalClickhouse.clusterName == "sentry-cluster"
+    error_message = "ClickHouse over verified TLS, as a cluster"
   }
   assert {
     condition     = yamldecode(output.sentry_values).filestore.backend == "s3" && yamldecode(output.sentry_values).nodestore.backend == "s3"
@@ -65,8 +65,16 @@ run "external_services_over_tls_with_secrets" {
     error_message = "an ingress with TLS for the host"
   }
   assert {
-    condition     = yamldecode(output.sentry_values).sentry.web.replicas == 2 && yamldecode(output.sentry_values).sentry.worker.replicas == 2 && length(yamldecode(output.sentry_values).extraManifests) == 2
-    error_message = "two web and two worker replicas with their PodDisruptionBudgets"
+    condition     = yamldecode(output.sentry_values).sentry.web.replicas == 2 && yamldecode(output.sentry_values).sentry.taskWorker.replicas == 2 && yamldecode(output.sentry_values).relay.replicas == 2 && length([for m in yamldecode(output.sentry_values).extraManifests : m if m.kind == "PodDisruptionBudget"]) == 3
+    error_message = "two web, relay and taskworker replicas with their PodDisruptionBudgets"
+  }
+  assert {
+    condition     = !contains(keys(yamldecode(output.sentry_values).sentry), "worker") && !contains(keys(yamldecode(output.sentry_values).sentry), "cron") && length([for k in keys(yamldecode(output.sentry_values).sentry) : k if startswith(k, "subscriptionConsumer") || k == "ingestProfiles"]) == 0
+    error_message = "no key chart 33 removed (sentry.worker, sentry.cron, subscriptionConsumer*, ingestProfiles)"
+  }
+  assert {
+    condition     = yamldecode(output.sentry_values).global.volumeMounts[0].mountPath == "/etc/ssl/certs/ca-certificates.crt" && yamldecode(output.sentry_values).global.volumes[0].configMap.name == "sentry-ca-bundle" && yamldecode(output.sentry_values).externalClickhouse.ca_certs == "/etc/ssl/certs/ca-certificates.crt"
+    error_message = "the CA bundle is mounted as every pod's trust store and handed to the ClickHouse client"
   }
   assert {
     condition     = yamldecode(output.agent_values).existingSecret == "sentry-kubernetes-dsn" && yamldecode(output.agent_values).sentry.watchNamespaces == "__all__"
@@ -82,8 +90,12 @@ run "nodeport_instead_of_ingress" {
   }
 
   assert {
-    condition     = yamldecode(output.sentry_values).ingress.enabled == false && yamldecode(output.sentry_values).service.type == "NodePort"
-    error_message = "without an ingress, a NodePort service"
+    condition     = yamldecode(output.sentry_values).ingress.enabled == false && yamldecode(output.sentry_values).service.type == "ClusterIP"
+    error_message = "without an ingress, the chart's services stay ClusterIP"
+  }
+  assert {
+    condition     = toset([for m in yamldecode(output.sentry_values).extraManifests : m.spec.ports[0].nodePort if m.kind == "Service"]) == toset([30900, 30300]) && yamldecode(output.sentry_values).system.url == "http://sentry.example.com:30900"
+    error_message = "web on NodePort 30900 (system.url), relay on 30300, nothing else exposed"
   }
 }
 

@@ -23,6 +23,30 @@ run "postgres_without_tls_is_refused" {
   expect_failures = [var.postgres]
 }
 
+run "postgres_without_hostname_verification_is_refused" {
+  command = plan
+  variables {
+    postgres = { host = "pg.example.net", ssl_mode = "require" }
+  }
+  expect_failures = [var.postgres]
+}
+
+run "a_single_taskworker_replica_is_refused" {
+  command = plan
+  variables {
+    replicas = { taskworker = 1 }
+  }
+  expect_failures = [var.replicas]
+}
+
+run "one_node_port_for_web_and_relay_is_refused" {
+  command = plan
+  variables {
+    nodeport = { web = 30300, relay = 30300 }
+  }
+  expect_failures = [var.nodeport]
+}
+
 run "a_replication_factor_above_the_brokers_is_refused" {
   command = plan
   variables {

@@ -4,7 +4,10 @@
 
 FROM rust:1.95.0-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+# The commit --version prints (the build context has no .git): --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD)
+ARG GIT_COMMIT=unknown
+ENV SENTRY_K8S_BUILD_COMMIT=${GIT_COMMIT}
+COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY benches ./benches
 COPY tests/harness/Cargo.toml ./tests/harness/Cargo.toml

@@ -7,7 +7,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
-use crate::config::{ClusterConfigType, Config, ConfigError, InCluster};
+use crate::config::{ClusterConfigType, Config, ConfigError};
 
 /// How the agent is connected, for the start-up log line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,24 +17,24 @@ pub enum Connection {
 }
 
 /// Whether the service-account environment and files are present.
-pub fn in_cluster_available(in_cluster: &InCluster) -> bool {
-    in_cluster.service_host.is_some()
-        && in_cluster.service_port.is_some()
-        && in_cluster.service_account_dir.join("token").is_file()
+pub fn in_cluster_available(config: &Config) -> bool {
+    config.service_host.is_some()
+        && config.service_port.is_some()
+        && config.service_account_dir.join("token").is_file()
 }
 
 /// A kube config from the service account: the token file (re-read by kube as it rotates),
 /// the CA (also re-read), and the namespace file.
-pub fn in_cluster_config(in_cluster: &InCluster) -> Result<kube::Config, ConfigError> {
+pub fn in_cluster_config(config: &Config) -> Result<kube::Config, ConfigError> {
     const VAR: &str = "SENTRY_K8S_CLUSTER_CONFIG_TYPE";
-    let host = in_cluster.service_host.as_deref().ok_or_else(|| {
+    let host = config.service_host.as_deref().ok_or_else(|| {
         ConfigError::new(
             VAR,
             "in-cluster",
             "KUBERNETES_SERVICE_HOST is not set (not running in a pod?)",
         )
     })?;
-    let port = in_cluster.service_port.as_deref().ok_or_else(|| {
+    let port = config.service_port.as_deref().ok_or_else(|| {
         ConfigError::new(
             VAR,
             "in-cluster",
@@ -57,7 +57,7 @@ pub fn in_cluster_config(in_cluster: &InCluster) -> Result<kube::Config, ConfigE
             format!("not a valid host: {e}"),
         )
     })?;
-    let dir = &in_cluster.service_account_dir;
+    let dir = &config.service_account_dir;
     let token_file = dir.join("token");
     if !token_file.is_file() {
         return Err(ConfigError::new(
@@ -142,32 +142,31 @@ pub async fn kube_config(config: &Config) -> Result<(kube::Config, Connection), 
     let use_in_cluster = match config.cluster_config {
         ClusterConfigType::InCluster => true,
         ClusterConfigType::OutCluster => false,
-        ClusterConfigType::Auto => in_cluster_available(&config.in_cluster),
+        ClusterConfigType::Auto => in_cluster_available(config),
     };
     if use_in_cluster {
-        let kube_config = in_cluster_config(&config.in_cluster)?;
+        let kube_config = in_cluster_config(config)?;
         let server = kube_config.cluster_url.to_string();
         return Ok((kube_config, Connection::InCluster { server }));
     }
-    if config.cluster_config == ClusterConfigType::Auto
-        && !config.kubeconfig.iter().any(|p| p.is_file())
-    {
+    let (kubeconfig, variable) = config.kubeconfig();
+    if config.cluster_config == ClusterConfigType::Auto && !kubeconfig.iter().any(|p| p.is_file()) {
         return Err(ConfigError::new(
             "SENTRY_K8S_CLUSTER_CONFIG_TYPE",
             "auto",
             format!(
                 "not in a cluster (no KUBERNETES_SERVICE_HOST or service account token) and no kubeconfig at {}",
-                search_path(&config.kubeconfig)
+                search_path(&kubeconfig)
             ),
         ));
     }
-    let kube_config = kubeconfig_config(&config.kubeconfig, config.kubeconfig_source).await?;
+    let kube_config = kubeconfig_config(&kubeconfig, variable).await?;
     let server = kube_config.cluster_url.to_string();
     Ok((
         kube_config,
         Connection::Kubeconfig {
             server,
-            paths: config.kubeconfig.clone(),
+            paths: kubeconfig,
         },
     ))
 }

@@ -43,7 +43,7 @@ impl Settings {
         Self {
             cluster_name: config.cluster_name.clone(),
             global_tags: config.global_tags.clone(),
-            hostname: config.hostname.clone(),
+            hostname: config.hostname(),
             environment: config.environment.clone(),
             release: config.release.clone(),
         }

@@ -1,11 +1,52 @@
-//! The `sentry-kubernetes` binary: configuration, logging, then the agent until a signal.
+//! The `sentry-kubernetes` binary: the command line, configuration, logging, then the agent
+//! until a signal.
 
 use std::process::ExitCode;
 
-use sentry_kubernetes::config::Config;
+use sentry_kubernetes::config::{Config, docs};
 use sentry_kubernetes::{Agent, logging, shutdown_signal};
 
+/// What the command line asks for. The agent takes no options: it is configured by its
+/// environment, like the Go agent it replaces.
+enum Command {
+    Run,
+    Help,
+    Version,
+}
+
+fn command(args: impl Iterator<Item = String>) -> Result<Command, String> {
+    let args: Vec<String> = args.collect();
+    match args.as_slice() {
+        [] => Ok(Command::Run),
+        [one] if one == "--help" || one == "-h" => Ok(Command::Help),
+        [one] if one == "--version" || one == "-V" => Ok(Command::Version),
+        [one, ..] => Err(format!(
+            "unknown argument {one:?}; the agent is configured by environment variables (try --help)"
+        )),
+    }
+}
+
 fn main() -> ExitCode {
+    match command(std::env::args().skip(1)) {
+        Ok(Command::Run) => {}
+        Ok(Command::Help) => {
+            print!("{}", docs::help());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!(
+                "sentry-kubernetes {} (commit {}, {})",
+                env!("CARGO_PKG_VERSION"),
+                env!("SENTRY_K8S_COMMIT"),
+                env!("SENTRY_K8S_RUSTC")
+            );
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("sentry-kubernetes: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let (config, notices) = match Config::from_env() {
         Ok(loaded) => loaded,
         Err(e) => {

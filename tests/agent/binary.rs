@@ -393,3 +393,42 @@ async fn a_forbidden_owner_kind_is_logged_once_and_events_still_go_out() {
         "with the apiserver's message: {logs}"
     );
 }
+
+#[test]
+fn help_and_version_answer_without_a_cluster_and_unknown_arguments_exit_2() {
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).env_clear().args(args).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, help, _) = run(&["--help"]);
+    assert_eq!(code, Some(0));
+    for setting in sentry_kubernetes::config::SETTINGS {
+        assert!(help.contains(setting.name), "--help names {}", setting.name);
+    }
+    assert!(
+        help.contains("SENTRY_K8S_WATCH_NAMESPACES [default]"),
+        "{help}"
+    );
+    assert_eq!(run(&["-h"]).1, help);
+
+    let (code, version, _) = run(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        version.starts_with(concat!(
+            "sentry-kubernetes ",
+            env!("CARGO_PKG_VERSION"),
+            " (commit "
+        )) && version.contains("rustc "),
+        "{version}"
+    );
+
+    for args in [&["--verbose"][..], &["run"], &["--help", "--version"]] {
+        let (code, stdout, stderr) = run(args);
+        assert_eq!(code, Some(2), "{args:?}");
+        assert!(stdout.is_empty() && stderr.contains("--help"), "{stderr}");
+    }
+}

@@ -8,6 +8,7 @@ mod binary;
 mod connect;
 mod crons;
 mod delivery;
+mod docs;
 mod enrichment;
 mod events;
 mod watching;

@@ -11,11 +11,9 @@ use std::num::NonZeroUsize;
 use chrono::{DateTime, Utc};
 use lru::LruCache;
 
-use crate::convert::truncate;
 use crate::event::KubeEvent;
-
-/// Breadcrumb messages are cut here: enough to read, bounded in memory and in the event.
-pub const MAX_CRUMB_MESSAGE_CHARS: usize = 512;
+use crate::labels::label_enum;
+use crate::limits::{MAX_CRUMB_MESSAGE_CHARS, truncate};
 
 /// One earlier occurrence.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,11 +53,31 @@ pub struct TrailLimits {
     pub per_workload: NonZeroUsize,
 }
 
+label_enum! {
+    /// Why a breadcrumb was forgotten.
+    pub enum Eviction {
+        /// The workload had its per-workload number of entries: the oldest went.
+        Entries = "entries",
+        /// The number of workloads tracked was reached: the least recently active went.
+        Workloads = "workloads",
+    }
+}
+
 /// Entries evicted by one record.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TrailEvictions {
     pub entries: usize,
     pub workloads: usize,
+}
+
+impl TrailEvictions {
+    /// Each kind of eviction with its count.
+    pub fn by_reason(&self) -> [(Eviction, usize); 2] {
+        [
+            (Eviction::Entries, self.entries),
+            (Eviction::Workloads, self.workloads),
+        ]
+    }
 }
 
 pub struct Trail {

@@ -15,13 +15,7 @@ use crate::config::Config;
 use crate::enrich::Enrichment;
 use crate::event::KubeEvent;
 use crate::grouping::{self, Scope};
-
-/// Sentry truncates longer messages; we cut first, on a character boundary, and say so.
-pub const MAX_MESSAGE_CHARS: usize = 8192;
-/// Sentry's limit for tag values (longer ones are dropped by ingestion).
-pub const MAX_TAG_VALUE_CHARS: usize = 200;
-/// Sentry's limit for tag keys.
-pub const MAX_TAG_KEY_CHARS: usize = 200;
+use crate::limits::{MAX_MESSAGE_CHARS, MAX_TAG_KEY_CHARS, tag_value, truncate};
 
 /// Namespace for deterministic event ids: the same occurrence always gets the same id, so
 /// Sentry discards a resend instead of storing it twice.
@@ -48,30 +42,6 @@ impl Settings {
             release: config.release.clone(),
         }
     }
-}
-
-/// Cuts to at most `max` characters, marking the cut with an ellipsis.
-pub fn truncate(text: &str, max: usize) -> Cow<'_, str> {
-    match text.char_indices().nth(max) {
-        None => Cow::Borrowed(text),
-        Some(_) => {
-            let cut = text
-                .char_indices()
-                .nth(max - 1)
-                .map_or(text.len(), |(i, _)| i);
-            Cow::Owned(format!("{}…", &text[..cut]))
-        }
-    }
-}
-
-/// A valid tag value: one line, no control characters, not empty, within the limit.
-pub fn tag_value(raw: &str) -> Option<String> {
-    let cleaned: String = raw
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    let trimmed = cleaned.trim();
-    (!trimmed.is_empty()).then(|| truncate(trimmed, MAX_TAG_VALUE_CHARS).into_owned())
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -290,6 +260,7 @@ pub fn to_sentry_event(
 mod tests {
     use super::*;
     use crate::event::ObjectRef;
+    use crate::limits::MAX_TAG_VALUE_CHARS;
 
     fn backoff() -> KubeEvent {
         KubeEvent {

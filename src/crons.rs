@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::normalize::from_jiff;
+use crate::shutdown::Shutdown;
 use crate::source::watch_scopes;
 
 /// Runs remembered, so each check-in is sent once (a run lasts minutes to hours).
@@ -233,8 +234,8 @@ impl CronMonitor {
         self.sent.put(run.job_uid, run.phase);
     }
 
-    /// Watches Jobs until `stop` resolves.
-    pub async fn run(mut self, stop: impl std::future::Future<Output = ()>) {
+    /// Watches Jobs until the shutdown is triggered.
+    pub async fn run(mut self, shutdown: Shutdown) {
         let apis: Vec<Api<Job>> = watch_scopes(&self.config.namespaces)
             .iter()
             .map(|scope| match scope {
@@ -251,11 +252,10 @@ impl CronMonitor {
                 .default_backoff()
                 .boxed()
         }));
-        let mut stop = std::pin::pin!(stop);
         loop {
             tokio::select! {
                 biased;
-                _ = &mut stop => return,
+                _ = shutdown.triggered() => return,
                 item = jobs.next() => match item {
                     Some(Ok(watcher::Event::InitApply(job))) => self.observe(&job, true).await,
                     Some(Ok(watcher::Event::Apply(job))) => self.observe(&job, false).await,

@@ -13,20 +13,32 @@ use chrono::{DateTime, Utc};
 use lru::LruCache;
 
 use crate::event::KubeEvent;
+use crate::labels::label_enum;
 
 /// Added to the event TTL before an entry expires: the apiserver's TTL runs from the
 /// event's last write, which is never after we saw it.
 pub const EXPIRY_MARGIN: Duration = Duration::from_secs(600);
 
-/// What an observation of an event means.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// Never seen: its first occurrence.
-    New,
-    /// Seen before, and it has happened again since.
-    Repeat,
-    /// Seen before, nothing new (a relist, a resent watch event, a label change).
-    Duplicate,
+label_enum! {
+    /// What an observation of an event means.
+    pub enum Verdict {
+        /// Never seen: its first occurrence.
+        New = "new",
+        /// Seen before, and it has happened again since.
+        Repeat = "repeat",
+        /// Seen before, nothing new (a relist, a resent watch event, a label change).
+        Duplicate = "duplicate",
+    }
+}
+
+label_enum! {
+    /// Why a remembered event was forgotten.
+    pub enum Eviction {
+        /// Not seen for the event TTL plus [`EXPIRY_MARGIN`]: the apiserver has deleted it.
+        Expired = "expired",
+        /// The capacity was reached: the least recently seen was forgotten.
+        Capacity = "capacity",
+    }
 }
 
 /// Entries evicted during one observation.
@@ -34,6 +46,24 @@ pub enum Verdict {
 pub struct Evictions {
     pub expired: usize,
     pub capacity: usize,
+}
+
+impl Evictions {
+    /// Each kind of eviction with its count.
+    pub fn by_reason(&self) -> [(Eviction, usize); 2] {
+        [
+            (Eviction::Expired, self.expired),
+            (Eviction::Capacity, self.capacity),
+        ]
+    }
+}
+
+/// The outcome of one observation: what it means, what it evicted, how many remain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Observation {
+    pub verdict: Verdict,
+    pub evictions: Evictions,
+    pub remembered: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -96,28 +126,34 @@ impl SeenEvents {
     }
 
     /// Records an observation and says whether it is a new occurrence.
-    pub fn observe(&mut self, event: &KubeEvent, now: Instant) -> (Verdict, Evictions) {
+    pub fn observe(&mut self, event: &KubeEvent, now: Instant) -> Observation {
         let mut evictions = Evictions {
             expired: self.expire(now),
             capacity: 0,
         };
-        if let Some(seen) = self.entries.get_mut(&event.uid) {
+        let verdict = if let Some(seen) = self.entries.get_mut(&event.uid) {
             let verdict = if seen.advanced_by(event) {
                 Verdict::Repeat
             } else {
                 Verdict::Duplicate
             };
             seen.absorb(event, now);
-            return (verdict, evictions);
+            verdict
+        } else {
+            if self
+                .entries
+                .push(event.uid.clone(), Seen::of(event, now))
+                .is_some()
+            {
+                evictions.capacity = 1;
+            }
+            Verdict::New
+        };
+        Observation {
+            verdict,
+            evictions,
+            remembered: self.entries.len(),
         }
-        if self
-            .entries
-            .push(event.uid.clone(), Seen::of(event, now))
-            .is_some()
-        {
-            evictions.capacity = 1;
-        }
-        (Verdict::New, evictions)
     }
 
     /// Forgets a deleted event.
@@ -163,20 +199,32 @@ mod tests {
     fn counts_and_series_advance_make_repeats_and_nothing_else_does() {
         let now = Instant::now();
         let mut s = seen(10);
-        assert_eq!(s.observe(&event("a", Some(1)), now).0, Verdict::New);
-        assert_eq!(s.observe(&event("a", Some(1)), now).0, Verdict::Duplicate);
-        assert_eq!(s.observe(&event("a", Some(2)), now).0, Verdict::Repeat);
+        assert_eq!(s.observe(&event("a", Some(1)), now).verdict, Verdict::New);
+        assert_eq!(
+            s.observe(&event("a", Some(1)), now).verdict,
+            Verdict::Duplicate
+        );
+        assert_eq!(
+            s.observe(&event("a", Some(2)), now).verdict,
+            Verdict::Repeat
+        );
         // An older copy (a stale relist) is not a repeat, and does not lower the mark.
-        assert_eq!(s.observe(&event("a", Some(1)), now).0, Verdict::Duplicate);
-        assert_eq!(s.observe(&event("a", Some(2)), now).0, Verdict::Duplicate);
+        assert_eq!(
+            s.observe(&event("a", Some(1)), now).verdict,
+            Verdict::Duplicate
+        );
+        assert_eq!(
+            s.observe(&event("a", Some(2)), now).verdict,
+            Verdict::Duplicate
+        );
 
         let mut series = event("b", None);
         series.series_count = Some(2);
-        assert_eq!(s.observe(&series, now).0, Verdict::New);
+        assert_eq!(s.observe(&series, now).verdict, Verdict::New);
         series.series_last_observed = Some(Utc::now());
-        assert_eq!(s.observe(&series, now).0, Verdict::Repeat);
+        assert_eq!(s.observe(&series, now).verdict, Verdict::Repeat);
         series.series_count = Some(3);
-        assert_eq!(s.observe(&series, now).0, Verdict::Repeat);
+        assert_eq!(s.observe(&series, now).verdict, Verdict::Repeat);
     }
 
     #[test]
@@ -186,11 +234,15 @@ mod tests {
         s.observe(&event("a", Some(1)), now);
         s.observe(&event("b", Some(1)), now);
         s.observe(&event("a", Some(1)), now);
-        let (verdict, evictions) = s.observe(&event("c", Some(1)), now);
-        assert_eq!((verdict, evictions.capacity), (Verdict::New, 1));
-        assert_eq!(s.observe(&event("a", Some(1)), now).0, Verdict::Duplicate);
+        let seen = s.observe(&event("c", Some(1)), now);
+        assert_eq!((seen.verdict, seen.evictions.capacity), (Verdict::New, 1));
+        assert_eq!(seen.remembered, 2);
         assert_eq!(
-            s.observe(&event("b", Some(1)), now).0,
+            s.observe(&event("a", Some(1)), now).verdict,
+            Verdict::Duplicate
+        );
+        assert_eq!(
+            s.observe(&event("b", Some(1)), now).verdict,
             Verdict::New,
             "b was evicted"
         );

@@ -1,24 +1,17 @@
 //! Enrichment of one occurrence: its owner chain (from [`owners`](crate::owners)), the node
-//! it happened on, the breadcrumbs of its workload, and its per-object DSN.
+//! it happened on, and the breadcrumbs of its workload.
 
 use std::num::NonZeroUsize;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use lru::LruCache;
-use sentry::types::Dsn;
-use tracing::warn;
 
-use crate::breadcrumbs::{Crumb, Trail, TrailLimits};
-use crate::event::{KubeEvent, ObjectRef};
-use crate::metrics::Metrics;
+use crate::breadcrumbs::{Crumb, Trail, TrailEvictions, TrailLimits};
+use crate::event::KubeEvent;
 use crate::owners::Chain;
-use crate::redact::redact_dsn;
 
 /// Pods whose node is remembered (learned from kubelet and scheduler events).
 const NODES_REMEMBERED: usize = 20_000;
-/// Objects with an invalid DSN annotation warned about (each once).
-const WARNED_REMEMBERED: usize = 10_000;
 
 /// What enrichment adds to an event.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,26 +50,33 @@ fn assigned_node(event: &KubeEvent) -> Option<&str> {
 pub struct Enricher {
     trail: Trail,
     nodes: LruCache<String, String>,
-    warned: LruCache<String, ()>,
     breadcrumbs: usize,
-    metrics: Metrics,
 }
 
 impl Enricher {
-    pub fn new(limits: TrailLimits, breadcrumbs: usize, metrics: Metrics) -> Self {
+    pub fn new(limits: TrailLimits, breadcrumbs: usize) -> Self {
         Self {
             trail: Trail::new(limits),
             nodes: LruCache::new(NonZeroUsize::new(NODES_REMEMBERED).expect("non-zero")),
-            warned: LruCache::new(NonZeroUsize::new(WARNED_REMEMBERED).expect("non-zero")),
             breadcrumbs,
-            metrics,
         }
+    }
+
+    /// Workloads whose breadcrumbs are kept.
+    pub fn workloads(&self) -> usize {
+        self.trail.workloads()
     }
 
     /// Remembers an occurrence under its workload (the root of `chain`), for the
     /// breadcrumbs of later ones and the pod's node; returns the enrichment of a reported
-    /// one (`report`), which leaves the occurrence itself out of its breadcrumbs.
-    pub fn observe(&mut self, event: &KubeEvent, chain: Chain, report: bool) -> Option<Enrichment> {
+    /// one (`report`), which leaves the occurrence itself out of its breadcrumbs; and what
+    /// remembering it evicted.
+    pub fn observe(
+        &mut self,
+        event: &KubeEvent,
+        chain: Chain,
+        report: bool,
+    ) -> (Option<Enrichment>, TrailEvictions) {
         if event.involved.kind == "Pod" {
             let node = assigned_node(event)
                 .or((!event.source_host.is_empty()).then_some(event.source_host.as_str()));
@@ -86,26 +86,12 @@ impl Enricher {
             }
         }
         let workload = chain.root().key(&event.namespace);
-        if let Some(at) = event.occurred_at() {
-            let evictions = self.trail.record(&workload, Crumb::of(event, at));
-            Metrics::add(
-                &self.metrics.breadcrumb_evictions,
-                "reason",
-                "entries",
-                evictions.entries,
-            );
-            Metrics::add(
-                &self.metrics.breadcrumb_evictions,
-                "reason",
-                "workloads",
-                evictions.workloads,
-            );
-            self.metrics
-                .breadcrumb_workloads
-                .set(self.trail.workloads() as i64);
-        }
+        let evictions = match event.occurred_at() {
+            Some(at) => self.trail.record(&workload, Crumb::of(event, at)),
+            None => TrailEvictions::default(),
+        };
         if !report {
-            return None;
+            return (None, evictions);
         }
         let node = if event.source_host.is_empty() {
             chain
@@ -119,37 +105,14 @@ impl Enricher {
         let breadcrumbs = self
             .trail
             .before(&workload, until, &event.uid, self.breadcrumbs);
-        Some(Enrichment {
-            chain,
-            node,
-            breadcrumbs,
-        })
-    }
-
-    /// Parses a per-object DSN annotation; an invalid one is warned about once per object
-    /// and the main DSN is used.
-    pub fn dsn(&mut self, annotated: &ObjectRef, raw: &str) -> Option<Dsn> {
-        match Dsn::from_str(raw) {
-            Ok(dsn) => Some(dsn),
-            Err(e) => {
-                let key = format!(
-                    "{}/{}/{}",
-                    annotated.kind, annotated.namespace, annotated.name
-                );
-                if self.warned.put(key, ()).is_none() {
-                    warn!(
-                        kind = %annotated.kind,
-                        namespace = %annotated.namespace,
-                        name = %annotated.name,
-                        "invalid {} annotation {:?} ({e}); using the main DSN",
-                        crate::owners::DSN_ANNOTATION,
-                        redact_dsn(raw)
-                    );
-                }
-                Metrics::inc(&self.metrics.custom_dsn, "outcome", "invalid");
-                None
-            }
-        }
+        (
+            Some(Enrichment {
+                chain,
+                node,
+                breadcrumbs,
+            }),
+            evictions,
+        )
     }
 }
 

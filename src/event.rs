@@ -3,6 +3,18 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::labels::label_enum;
+
+label_enum! {
+    /// An event's `type`, as metrics count it.
+    pub enum EventType {
+        Warning = "warning",
+        Normal = "normal",
+        /// Anything else a writer put there (reported, like Warning).
+        Other = "other",
+    }
+}
+
 /// A reference to a Kubernetes object (an event's involved object, or an owner).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ObjectRef {
@@ -83,6 +95,14 @@ pub struct KubeEvent {
 impl KubeEvent {
     pub fn is_normal(&self) -> bool {
         self.event_type.eq_ignore_ascii_case("Normal")
+    }
+
+    pub fn type_label(&self) -> EventType {
+        match self.event_type.as_str() {
+            "Warning" => EventType::Warning,
+            "Normal" => EventType::Normal,
+            _ => EventType::Other,
+        }
     }
 
     /// The time of the latest occurrence, in the order of preference the API documents:

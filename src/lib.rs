@@ -2,21 +2,26 @@
 //!
 //! The map, in pipeline order:
 //!
-//! - [`config`]: every environment variable, parsed and validated once.
+//! - [`config`]: every environment variable, declared once, parsed and validated once.
 //! - [`cluster`]: the kube client (in-cluster, kubeconfig, or auto).
 //! - [`source`]: the event watches, merged into one stream.
 //! - [`normalize`]: the Kubernetes Event JSON read into our [`event`] types.
 //! - [`dedup`]: occurrences, not objects — relists and resends report nothing.
+//! - [`filter`]: which occurrences are reported (Warning, minus the operator's filters).
 //! - [`owners`], [`breadcrumbs`] and [`enrich`]: the workload (root owner) of each event, the
-//!   trail of earlier events, the node, the per-object DSN.
-//! - [`pipeline`]: the stages wired together, with the reporting filters.
-//! - [`grouping`] and [`convert`]: the Sentry event, its tags, contexts and fingerprint.
+//!   trail of earlier events, the node.
+//! - [`routing`]: which DSN an event goes to.
+//! - [`grouping`] and [`convert`]: the Sentry event, its tags, contexts and fingerprint,
+//!   within Sentry's [`limits`].
 //! - [`delivery`]: our bounded queue in front of the HTTP transport (or the dry run).
+//! - [`pipeline`]: the stages wired together.
 //! - [`crons`]: Sentry Crons check-ins for CronJob runs, beside the event pipeline.
-//! - [`health`] and [`metrics`]: probes and Prometheus metrics.
+//! - [`health`] and [`metrics`] (with [`labels`]): probes and Prometheus metrics.
+//! - [`shutdown`]: one trigger and one deadline for stopping everything.
 //! - [`logging`] and [`redact`]: the agent's own logs, without secrets.
 //!
-//! [`Agent`] runs it all; `main.rs` only loads the configuration and waits for a signal.
+//! [`Agent`] runs it all; `main.rs` only reads the command line and the configuration and
+//! waits for a signal.
 
 pub mod breadcrumbs;
 pub mod cluster;
@@ -27,14 +32,19 @@ pub mod dedup;
 pub mod delivery;
 pub mod enrich;
 pub mod event;
+pub mod filter;
 pub mod grouping;
 pub mod health;
+pub mod labels;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod normalize;
 pub mod owners;
 pub mod pipeline;
 pub mod redact;
+pub mod routing;
+pub mod shutdown;
 pub mod source;
 
 use std::future::Future;
@@ -49,6 +59,7 @@ use crate::delivery::{Delivery, DeliveryError};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
+use crate::shutdown::Shutdown;
 
 /// Why the agent could not run. Watch and send errors are not here: those are retried.
 #[derive(Debug, thiserror::Error)]
@@ -107,9 +118,9 @@ impl Agent {
         self.metrics.clone()
     }
 
-    /// Connects, watches and reports until `shutdown` resolves; then stops the watches and
-    /// flushes delivery within `SENTRY_K8S_SHUTDOWN_TIMEOUT`.
-    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<Stopped> {
+    /// Connects, watches and reports until `signal` resolves; then stops the watches, drains
+    /// the pipeline and flushes delivery within `SENTRY_K8S_SHUTDOWN_TIMEOUT`.
+    pub async fn run(self, signal: impl Future<Output = ()>) -> Result<Stopped> {
         let config = self.config;
         let (client, connection) = cluster::connect(&config).await?;
         info!(?connection, namespaces = ?config.namespaces, historical = config.historical, "connected");
@@ -131,49 +142,30 @@ impl Agent {
             None => None,
         };
         let delivery = Arc::new(Delivery::start(&config, &self.metrics)?);
-        // One stop signal for every task: the event pipeline and the CronJob monitor.
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
+        let shutdown = Shutdown::new(config.shutdown_timeout);
         let crons = config.monitor_cronjobs.then(|| {
             let monitor = crons::CronMonitor::new(client.clone(), config.clone(), delivery.clone());
-            tokio::spawn(monitor.run(stopped(stop_rx.clone())))
+            tokio::spawn(monitor.run(shutdown.clone()))
         });
-        let resolver = Arc::new(owners::OwnerResolver::new(
+        let pipeline = Pipeline::new(
+            &config,
             client.clone(),
-            owners::CacheLimits {
-                capacity: config.owner_cache_size,
-                ttl: config.owner_cache_ttl,
-            },
-            self.metrics.clone(),
-        ));
-        let source = source::event_source(client, &config.namespaces, self.metrics.clone());
-        let pipeline = Pipeline {
-            tracker: pipeline::Tracker::new(
-                config.clone(),
-                self.metrics.clone(),
-                health.clone(),
-                scopes.len(),
-            ),
-            resolver: Some(resolver),
-            reporter: pipeline::Reporter::new(&config, self.metrics.clone(), delivery.clone()),
-            concurrency: config.lookup_concurrency,
-            custom_dsns: config.custom_dsns,
-            health: health.clone(),
-        };
-        // Draining in-flight events and flushing delivery share the shutdown budget.
-        let drain = config.shutdown_timeout / 2;
-        let mut pipeline = tokio::spawn(pipeline.run(source, stopped(stop_rx), drain));
+            delivery.clone(),
+            &self.metrics,
+            health.clone(),
+            scopes.len(),
+        );
+        let source = source::event_source(client, &config.namespaces);
+        let mut pipeline = tokio::spawn(pipeline.run(source, shutdown.clone()));
         let failure = tokio::select! {
-            _ = shutdown => None,
+            _ = signal => None,
             ended = &mut pipeline => Some(match ended {
                 Err(e) if e.is_panic() => "it panicked".to_string(),
                 Err(e) => e.to_string(),
                 Ok(()) => "its event source ended".to_string(),
             }),
         };
-        let _ = stop_tx.send(true);
+        shutdown.trigger();
         match &failure {
             Some(why) => {
                 error!("the event pipeline stopped unexpectedly ({why}); flushing, then exiting")
@@ -187,7 +179,7 @@ impl Agent {
         }
         health.stopped();
         info!(timeout = ?config.shutdown_timeout, "stopping: watches closed, flushing events");
-        let unsent = delivery.shutdown(config.shutdown_timeout - drain).await;
+        let unsent = delivery.shutdown(shutdown.remaining()).await;
         if let Some(task) = http {
             task.abort();
         }

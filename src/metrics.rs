@@ -1,63 +1,151 @@
-//! Prometheus metrics. Labels are small closed sets (outcomes, reasons, filter names);
-//! never object names, which would explode cardinality.
+//! Prometheus metrics. Every label is a closed set declared where the outcome is decided
+//! (a `label_enum!` in the stage's module) and used here as a typed label set: a typo is a
+//! compile error, and no label ever carries an object name.
+//!
+//! Stages return what happened (a [`Observation`], a [`DropReason`], a [`LookupOutcome`]);
+//! the caller records it with one call.
 
+use std::fmt::Debug;
+use std::hash::Hash;
 use std::sync::Arc;
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, text::encode};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-type Labeled = Family<Vec<(&'static str, &'static str)>, Counter>;
+use crate::breadcrumbs::{self, TrailEvictions};
+use crate::dedup::{self, Observation, Verdict};
+use crate::delivery::outcome::{DropReason, RetryReason};
+use crate::event::EventType;
+use crate::filter::Filtered;
+use crate::normalize::Malformed;
+use crate::owners::cache::LookupOutcome;
+use crate::routing::RouteOutcome;
+use crate::source::WatchErrorKind;
+
+/// A label set of one label whose values are one of our label enums.
+macro_rules! label_set {
+    ($name:ident { $key:ident: $value:ty }) => {
+        #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+        pub struct $name {
+            pub $key: $value,
+        }
+
+        impl From<$value> for $name {
+            fn from($key: $value) -> Self {
+                Self { $key }
+            }
+        }
+    };
+}
+
+label_set!(TypeLabels { r#type: EventType });
+label_set!(OccurrenceLabels { kind: Verdict });
+label_set!(FilterLabels { filter: Filtered });
+label_set!(MalformedLabels { reason: Malformed });
+label_set!(WatchErrorLabels {
+    kind: WatchErrorKind
+});
+label_set!(DedupEvictionLabels {
+    reason: dedup::Eviction
+});
+label_set!(RetryLabels {
+    reason: RetryReason
+});
+label_set!(DropLabels { reason: DropReason });
+label_set!(LookupLabels {
+    outcome: LookupOutcome
+});
+label_set!(CrumbEvictionLabels {
+    reason: breadcrumbs::Eviction
+});
+label_set!(RouteLabels {
+    outcome: RouteOutcome
+});
+
+/// A counter per value of one typed label.
+#[derive(Clone, Debug)]
+pub struct Counted<S: Clone + Hash + Eq> {
+    family: Family<S, Counter>,
+}
+
+impl<S: Clone + Hash + Eq> Default for Counted<S> {
+    fn default() -> Self {
+        Self {
+            family: Family::default(),
+        }
+    }
+}
+
+impl<S> Counted<S>
+where
+    S: Clone + Hash + Eq + EncodeLabelSet + Debug + Send + Sync + 'static,
+{
+    pub fn inc(&self, label: impl Into<S>) {
+        self.family.get_or_create(&label.into()).inc();
+    }
+
+    /// Adds `n` (nothing when `n` is 0, so no series appears for it).
+    pub fn add(&self, label: impl Into<S>, n: usize) {
+        if n > 0 {
+            self.family.get_or_create(&label.into()).inc_by(n as u64);
+        }
+    }
+
+    /// The current value (tests, logs).
+    pub fn get(&self, label: impl Into<S>) -> u64 {
+        self.family.get_or_create(&label.into()).get()
+    }
+}
 
 /// Every metric the agent exports, cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
-    /// Event objects delivered by the watches (`type`: warning, normal, other).
-    pub events_received: Labeled,
+    /// Event objects delivered by the watches, by `type`.
+    pub events_received: Counted<TypeLabels>,
     /// New occurrences (`kind`: new, repeat).
-    pub occurrences: Labeled,
+    pub occurrences: Counted<OccurrenceLabels>,
     /// Observations that were not a new occurrence (relists, resends, duplicate watches).
     pub deduplicated: Counter,
-    /// Occurrences not reported (`filter`: normal, reason, source, historical).
-    pub filtered: Labeled,
-    /// Objects that could not be read as events (`reason`).
-    pub malformed: Labeled,
+    /// Occurrences not reported, by `filter`.
+    pub filtered: Counted<FilterLabels>,
+    /// Objects that could not be read as events, by `reason`.
+    pub malformed: Counted<MalformedLabels>,
     /// Events handed to delivery.
     pub reported: Counter,
-    /// Watch errors (`kind`: forbidden, unauthorized, expired, list, watch, other).
-    pub watch_errors: Labeled,
+    /// Watch errors, by `kind`.
+    pub watch_errors: Counted<WatchErrorLabels>,
     /// Initial lists and relists started.
     pub relists: Counter,
     /// Watches that have completed their first list.
     pub watches_ready: Gauge,
-    /// Seen-state entries, and evictions (`reason`: expired, capacity).
+    /// Seen-state entries, and evictions by `reason`.
     pub dedup_entries: Gauge,
-    pub dedup_evictions: Labeled,
+    pub dedup_evictions: Counted<DedupEvictionLabels>,
     /// Envelopes Sentry accepted.
     pub sentry_sent: Counter,
-    /// Failed attempts that will be retried (`reason`: rate_limited, server_error, network).
-    pub sentry_send_failures: Labeled,
-    /// Envelopes given up on (`reason`: queue_full, too_large, rejected, unauthorized, shutdown).
-    pub sentry_dropped: Labeled,
+    /// Failed attempts that will be retried, by `reason`.
+    pub sentry_send_failures: Counted<RetryLabels>,
+    /// Envelopes given up on, by `reason`.
+    pub sentry_dropped: Counted<DropLabels>,
     /// Envelopes waiting for delivery: queued, in flight, or waiting for a retry.
     pub queue_depth: Gauge,
     /// Seconds from the Kubernetes occurrence time to the hand-off to delivery.
     pub event_lag: Histogram,
-    /// Owner (and namespace) metadata lookups (`outcome`: cached, fetched, coalesced,
-    /// forbidden, not_found, unreadable, error).
-    pub owner_lookups: Labeled,
+    /// Owner (and namespace) metadata lookups, by `outcome`.
+    pub owner_lookups: Counted<LookupLabels>,
     /// Objects in the owner cache, and entries evicted from it.
     pub owner_cache_entries: Gauge,
     pub owner_cache_evictions: Counter,
-    /// Workloads with breadcrumbs kept, and evictions (`reason`: entries, workloads).
+    /// Workloads with breadcrumbs kept, and evictions by `reason`.
     pub breadcrumb_workloads: Gauge,
-    pub breadcrumb_evictions: Labeled,
-    /// Per-object DSN routing (`outcome`: routed, invalid).
-    pub custom_dsn: Labeled,
+    pub breadcrumb_evictions: Counted<CrumbEvictionLabels>,
+    /// Per-object DSN routing, by `outcome`.
+    pub custom_dsn: Counted<RouteLabels>,
 }
 
 impl Default for Metrics {
@@ -68,191 +156,119 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        fn register<M: prometheus_client::registry::Metric + Clone>(
-            registry: &mut Registry,
-            name: &str,
-            help: &str,
-            metric: M,
-        ) -> M {
-            registry.register(name, help, metric.clone());
-            metric
-        }
         let mut registry = Registry::with_prefix("sentry_k8s");
         let r = &mut registry;
-        let events_received = register(
-            r,
-            "events_received",
-            "Event objects delivered by the watches",
-            Labeled::default(),
-        );
-        let occurrences = register(
-            r,
-            "occurrences",
-            "New event occurrences (new events and repeats)",
-            Labeled::default(),
-        );
-        let deduplicated = register(
-            r,
-            "events_deduplicated",
-            "Observations that were not a new occurrence",
-            Counter::default(),
-        );
-        let filtered = register(
-            r,
-            "events_filtered",
-            "Occurrences not reported, by filter",
-            Labeled::default(),
-        );
-        let malformed = register(
-            r,
-            "events_malformed",
-            "Objects that could not be read as events",
-            Labeled::default(),
-        );
-        let reported = register(
-            r,
-            "events_reported",
-            "Events handed to delivery",
-            Counter::default(),
-        );
-        let watch_errors = register(
-            r,
-            "watch_errors",
-            "Errors from the event watches",
-            Labeled::default(),
-        );
-        let relists = register(
-            r,
-            "relists",
-            "Initial lists and relists of events",
-            Counter::default(),
-        );
-        let watches_ready = register(
-            r,
-            "watches_ready",
-            "Watches that completed their initial list",
-            Gauge::default(),
-        );
-        let dedup_entries = register(
-            r,
-            "dedup_entries",
-            "Events remembered for deduplication",
-            Gauge::default(),
-        );
-        let dedup_evictions = register(
-            r,
-            "dedup_evictions",
-            "Deduplication entries evicted",
-            Labeled::default(),
-        );
-        let sentry_sent = register(
-            r,
-            "sentry_sent",
-            "Envelopes accepted by Sentry",
-            Counter::default(),
-        );
-        let sentry_send_failures = register(
-            r,
-            "sentry_send_failures",
-            "Failed send attempts that are retried",
-            Labeled::default(),
-        );
-        let sentry_dropped = register(
-            r,
-            "sentry_dropped",
-            "Envelopes given up on",
-            Labeled::default(),
-        );
-        let queue_depth = register(
-            r,
-            "queue_depth",
-            "Envelopes waiting for delivery",
-            Gauge::default(),
-        );
-        let event_lag = register(
-            r,
-            "event_lag_seconds",
-            "From the Kubernetes occurrence time to delivery",
-            Histogram::new([0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0]),
-        );
-        let owner_lookups = register(
-            r,
-            "owner_lookups",
-            "Owner metadata lookups, by outcome",
-            Labeled::default(),
-        );
-        let owner_cache_entries = register(
-            r,
-            "owner_cache_entries",
-            "Objects in the owner cache",
-            Gauge::default(),
-        );
-        let owner_cache_evictions = register(
-            r,
-            "owner_cache_evictions",
-            "Owner cache entries evicted",
-            Counter::default(),
-        );
-        let breadcrumb_workloads = register(
-            r,
-            "breadcrumb_workloads",
-            "Workloads with breadcrumbs kept",
-            Gauge::default(),
-        );
-        let breadcrumb_evictions = register(
-            r,
-            "breadcrumb_evictions",
-            "Breadcrumbs evicted",
-            Labeled::default(),
-        );
-        let custom_dsn = register(
-            r,
-            "custom_dsn",
-            "Per-object DSN routing, by outcome",
-            Labeled::default(),
-        );
+        fn counter(r: &mut Registry, name: &str, help: &str) -> Counter {
+            let metric = Counter::default();
+            r.register(name, help, metric.clone());
+            metric
+        }
+        fn gauge(r: &mut Registry, name: &str, help: &str) -> Gauge {
+            let metric = Gauge::default();
+            r.register(name, help, metric.clone());
+            metric
+        }
+        fn counted<S>(r: &mut Registry, name: &str, help: &str) -> Counted<S>
+        where
+            S: Clone + Hash + Eq + EncodeLabelSet + Debug + Send + Sync + 'static,
+        {
+            let metric = Counted::default();
+            r.register(name, help, metric.family.clone());
+            metric
+        }
+        let metrics = Self {
+            events_received: counted(
+                r,
+                "events_received",
+                "Event objects delivered by the watches",
+            ),
+            occurrences: counted(
+                r,
+                "occurrences",
+                "New event occurrences (new events and repeats)",
+            ),
+            deduplicated: counter(
+                r,
+                "events_deduplicated",
+                "Observations that were not a new occurrence",
+            ),
+            filtered: counted(r, "events_filtered", "Occurrences not reported, by filter"),
+            malformed: counted(
+                r,
+                "events_malformed",
+                "Objects that could not be read as events",
+            ),
+            reported: counter(r, "events_reported", "Events handed to delivery"),
+            watch_errors: counted(r, "watch_errors", "Errors from the event watches"),
+            relists: counter(r, "relists", "Initial lists and relists of events"),
+            watches_ready: gauge(
+                r,
+                "watches_ready",
+                "Watches that completed their initial list",
+            ),
+            dedup_entries: gauge(r, "dedup_entries", "Events remembered for deduplication"),
+            dedup_evictions: counted(r, "dedup_evictions", "Deduplication entries evicted"),
+            sentry_sent: counter(r, "sentry_sent", "Envelopes accepted by Sentry"),
+            sentry_send_failures: counted(
+                r,
+                "sentry_send_failures",
+                "Failed send attempts that are retried",
+            ),
+            sentry_dropped: counted(r, "sentry_dropped", "Envelopes given up on"),
+            queue_depth: gauge(r, "queue_depth", "Envelopes waiting for delivery"),
+            event_lag: {
+                let lag =
+                    Histogram::new([0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0]);
+                r.register(
+                    "event_lag_seconds",
+                    "From the Kubernetes occurrence time to delivery",
+                    lag.clone(),
+                );
+                lag
+            },
+            owner_lookups: counted(r, "owner_lookups", "Owner metadata lookups, by outcome"),
+            owner_cache_entries: gauge(r, "owner_cache_entries", "Objects in the owner cache"),
+            owner_cache_evictions: counter(
+                r,
+                "owner_cache_evictions",
+                "Owner cache entries evicted",
+            ),
+            breadcrumb_workloads: gauge(
+                r,
+                "breadcrumb_workloads",
+                "Workloads with breadcrumbs kept",
+            ),
+            breadcrumb_evictions: counted(r, "breadcrumb_evictions", "Breadcrumbs evicted"),
+            custom_dsn: counted(r, "custom_dsn", "Per-object DSN routing, by outcome"),
+            // A placeholder while `r` borrows the registry the fields register in.
+            registry: Arc::new(Registry::default()),
+        };
         Self {
             registry: Arc::new(registry),
-            owner_lookups,
-            owner_cache_entries,
-            owner_cache_evictions,
-            breadcrumb_workloads,
-            breadcrumb_evictions,
-            custom_dsn,
-            events_received,
-            occurrences,
-            deduplicated,
-            filtered,
-            malformed,
-            reported,
-            watch_errors,
-            relists,
-            watches_ready,
-            dedup_entries,
-            dedup_evictions,
-            sentry_sent,
-            sentry_send_failures,
-            sentry_dropped,
-            queue_depth,
-            event_lag,
+            ..metrics
         }
     }
 
-    /// Increments a labelled counter.
-    pub fn inc(family: &Labeled, label: &'static str, value: &'static str) {
-        family.get_or_create(&vec![(label, value)]).inc();
-    }
-
-    /// Adds `n` to a labelled counter (nothing when `n` is 0).
-    pub fn add(family: &Labeled, label: &'static str, value: &'static str, n: usize) {
-        if n > 0 {
-            family.get_or_create(&vec![(label, value)]).inc_by(n as u64);
+    /// One observation by the dedup stage: its verdict, its evictions, what remains.
+    pub fn observed(&self, observation: &Observation) {
+        match observation.verdict {
+            Verdict::Duplicate => {
+                self.deduplicated.inc();
+            }
+            verdict => self.occurrences.inc(verdict),
         }
+        for (reason, n) in observation.evictions.by_reason() {
+            self.dedup_evictions.add(reason, n);
+        }
+        self.dedup_entries.set(observation.remembered as i64);
     }
 
-    /// The value of one labelled counter (for tests and logs).
-    pub fn get(family: &Labeled, label: &'static str, value: &'static str) -> u64 {
-        family.get_or_create(&vec![(label, value)]).get()
+    /// One record in the breadcrumb trail: its evictions, and the workloads tracked.
+    pub fn trail_recorded(&self, evictions: TrailEvictions, workloads: usize) {
+        for (reason, n) in evictions.by_reason() {
+            self.breadcrumb_evictions.add(reason, n);
+        }
+        self.breadcrumb_workloads.set(workloads as i64);
     }
 
     /// The OpenMetrics text exposition.
@@ -268,19 +284,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_prefixed_counters_with_closed_labels() {
+    fn renders_prefixed_counters_with_typed_labels() {
         let m = Metrics::new();
-        Metrics::inc(&m.filtered, "filter", "reason");
+        m.filtered.inc(Filtered::Reason);
+        m.events_received.inc(EventType::Warning);
         m.reported.inc();
         let text = m.render();
-        assert!(
-            text.contains("sentry_k8s_events_filtered_total{filter=\"reason\"} 1"),
-            "{text}"
-        );
-        assert!(
-            text.contains("sentry_k8s_events_reported_total 1"),
-            "{text}"
-        );
-        assert_eq!(Metrics::get(&m.filtered, "filter", "reason"), 1);
+        for line in [
+            "sentry_k8s_events_filtered_total{filter=\"reason\"} 1",
+            "sentry_k8s_events_received_total{type=\"warning\"} 1",
+            "sentry_k8s_events_reported_total 1",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+        assert_eq!(m.filtered.get(Filtered::Reason), 1);
+        assert_eq!(m.filtered.get(Filtered::Source), 0);
     }
 }

@@ -6,19 +6,13 @@ use kube::api::DynamicObject;
 use serde_json::Value;
 
 use crate::event::{KubeEvent, ObjectRef};
+use crate::labels::label_enum;
 
-/// Why an object could not be read as an event at all (counted, then skipped).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Malformed {
-    /// Neither a uid nor a name: nothing to identify it by.
-    NoIdentity,
-}
-
-impl Malformed {
-    pub fn as_label(self) -> &'static str {
-        match self {
-            Malformed::NoIdentity => "no_identity",
-        }
+label_enum! {
+    /// Why an object could not be read as an event at all (counted, then skipped).
+    pub enum Malformed {
+        /// Neither a uid nor a name: nothing to identify it by.
+        NoIdentity = "no_identity",
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! source → normalize → dedup → filter ─┬→ owners (concurrent, order kept) → breadcrumbs
-//!                                      │   → convert → deliver
+//!                                      │   → route → convert → deliver
 //!                                      └ (Normal, history: breadcrumbs only)
 //! ```
 //!
@@ -26,50 +26,18 @@ use crate::dedup::{SeenEvents, Verdict};
 use crate::delivery::{Delivery, Handoff};
 use crate::enrich::Enricher;
 use crate::event::KubeEvent;
+use crate::filter::{Filtered, Filters};
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::normalize::normalize;
-use crate::owners::{Chain, OwnerResolver};
+use crate::owners::cache::{CacheLimits, Meta};
+use crate::owners::{Chain, OwnerResolver, readable_resource};
+use crate::routing::{self, Router};
+use crate::shutdown::Shutdown;
 use crate::source::SourceItem;
 
 /// How often the pipeline proves it is alive while idle.
 const HEARTBEAT: Duration = Duration::from_secs(5);
-
-/// Why an occurrence is not reported.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Filtered {
-    Normal,
-    Reason,
-    Source,
-}
-
-impl Filtered {
-    fn as_label(self) -> &'static str {
-        match self {
-            Filtered::Normal => "normal",
-            Filtered::Reason => "reason",
-            Filtered::Source => "source",
-        }
-    }
-}
-
-/// The reporting rules: Warning (anything not Normal), minus the reason and source filters.
-pub fn filter(event: &KubeEvent, config: &Config) -> Option<Filtered> {
-    if event.is_normal() {
-        return Some(Filtered::Normal);
-    }
-    if config
-        .filter_out_reasons
-        .contains(&event.reason.to_ascii_lowercase())
-    {
-        return Some(Filtered::Reason);
-    }
-    let component = event.component().to_ascii_lowercase();
-    if !component.is_empty() && config.filter_out_sources.contains(&component) {
-        return Some(Filtered::Source);
-    }
-    None
-}
 
 /// One occurrence on its way: reported, or only remembered as a breadcrumb.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +58,8 @@ struct WatchState {
 
 /// Stage one: normalize, dedup, decide. Synchronous and in order.
 pub struct Tracker {
-    config: Arc<Config>,
+    filters: Filters,
+    historical: bool,
     metrics: Metrics,
     health: Arc<Health>,
     seen: SeenEvents,
@@ -98,11 +67,12 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    pub fn new(config: Arc<Config>, metrics: Metrics, health: Arc<Health>, watches: usize) -> Self {
+    pub fn new(config: &Config, metrics: Metrics, health: Arc<Health>, watches: usize) -> Self {
         Self {
+            filters: Filters::from_config(config),
+            historical: config.historical,
             seen: SeenEvents::new(config.dedup_capacity, config.event_ttl),
             watches: (0..watches).map(|_| WatchState::default()).collect(),
-            config,
             metrics,
             health,
         }
@@ -112,6 +82,7 @@ impl Tracker {
     pub fn handle(&mut self, item: SourceItem) -> Vec<Occurrence> {
         match item {
             SourceItem::ListStarted { watch } => {
+                self.metrics.relists.inc();
                 self.watches[watch].listing = true;
                 Vec::new()
             }
@@ -129,24 +100,23 @@ impl Tracker {
                 }
                 Vec::new()
             }
+            SourceItem::Failed { kind, .. } => {
+                self.metrics.watch_errors.inc(kind);
+                Vec::new()
+            }
         }
     }
 
     fn read(&self, object: &kube::api::DynamicObject) -> Option<KubeEvent> {
         match normalize(object) {
             Ok(event) => {
-                let kind = match event.event_type.as_str() {
-                    "Warning" => "warning",
-                    "Normal" => "normal",
-                    _ => "other",
-                };
-                Metrics::inc(&self.metrics.events_received, "type", kind);
+                self.metrics.events_received.inc(event.type_label());
                 Some(event)
             }
             Err(why) => {
-                Metrics::inc(&self.metrics.malformed, "reason", why.as_label());
+                self.metrics.malformed.inc(why);
                 warn!(
-                    reason = why.as_label(),
+                    reason = why.as_str(),
                     "skipped an object that is not a readable event"
                 );
                 None
@@ -179,48 +149,32 @@ impl Tracker {
     }
 
     fn observe(&mut self, watch: usize, event: KubeEvent) -> Option<Occurrence> {
-        let (verdict, evictions) = self.seen.observe(&event, Instant::now());
-        Metrics::add(
-            &self.metrics.dedup_evictions,
-            "reason",
-            "expired",
-            evictions.expired,
-        );
-        Metrics::add(
-            &self.metrics.dedup_evictions,
-            "reason",
-            "capacity",
-            evictions.capacity,
-        );
-        if evictions.capacity > 0 {
+        let observation = self.seen.observe(&event, Instant::now());
+        self.metrics.observed(&observation);
+        if observation.evictions.capacity > 0 {
             debug!(
                 capacity = self.seen.capacity(),
                 "dedup capacity reached; forgot the least recently seen event"
             );
         }
-        self.metrics.dedup_entries.set(self.seen.len() as i64);
-        match verdict {
-            Verdict::Duplicate => {
-                self.metrics.deduplicated.inc();
-                return None;
-            }
-            Verdict::New => Metrics::inc(&self.metrics.occurrences, "kind", "new"),
-            Verdict::Repeat => Metrics::inc(&self.metrics.occurrences, "kind", "repeat"),
+        if observation.verdict == Verdict::Duplicate {
+            return None;
         }
         // Filtered-out reasons and sources are noise by the operator's word: not even
         // breadcrumbs. Normal events are breadcrumbs only.
-        if let Some(filtered @ (Filtered::Reason | Filtered::Source)) = filter(&event, &self.config)
+        if let Some(filtered @ (Filtered::Reason | Filtered::Source)) =
+            self.filters.excludes(&event)
         {
-            Metrics::inc(&self.metrics.filtered, "filter", filtered.as_label());
+            self.metrics.filtered.inc(filtered);
             return None;
         }
         let state = &mut self.watches[watch];
         if state.listing && !state.synced {
-            if self.config.historical {
+            if self.historical {
                 state.backlog.push(event);
                 return None;
             }
-            Metrics::inc(&self.metrics.filtered, "filter", "historical");
+            self.metrics.filtered.inc(Filtered::Historical);
             return Some(Occurrence {
                 event,
                 report: false,
@@ -233,59 +187,46 @@ impl Tracker {
     fn decide(&self, event: KubeEvent) -> Occurrence {
         let report = !event.is_normal();
         if !report {
-            Metrics::inc(
-                &self.metrics.filtered,
-                "filter",
-                Filtered::Normal.as_label(),
-            );
+            self.metrics.filtered.inc(Filtered::Normal);
         }
         Occurrence { event, report }
     }
 }
 
-/// Stage two: the owner chain (and the DSN annotations) of an occurrence.
+/// Stage two: the owner chain of an occurrence, and its namespace's metadata when routing
+/// needs it.
 pub struct Resolved {
     pub occurrence: Occurrence,
     pub chain: Chain,
-    /// The namespace's DSN annotation, when custom DSNs are on and no object has one.
-    pub namespace_dsn: Option<String>,
+    pub namespace: Option<Arc<Meta>>,
 }
 
-async fn resolve(
-    resolver: Option<Arc<OwnerResolver>>,
-    custom_dsns: bool,
-    occurrence: Occurrence,
-) -> Resolved {
-    let Some(resolver) = resolver else {
-        let chain = Chain::of(&occurrence.event.involved);
-        return Resolved {
-            occurrence,
-            chain,
-            namespace_dsn: None,
-        };
-    };
+async fn resolve(resolver: OwnerResolver, custom_dsns: bool, occurrence: Occurrence) -> Resolved {
     let mut involved = occurrence.event.involved.clone();
+    // Events about namespaced objects sometimes leave the object's namespace out.
     if involved.namespace.is_empty()
-        && crate::owners::readable_resource(&involved.api_version, &involved.kind).is_some()
+        && involved.kind != "Namespace"
+        && readable_resource(&involved.api_version, &involved.kind).is_some()
     {
         involved.namespace = occurrence.event.namespace.clone();
     }
     let chain = resolver.chain(&involved).await;
-    let namespace_dsn = if custom_dsns && occurrence.report && chain.dsn_annotation().is_none() {
-        resolver.namespace_dsn(&occurrence.event.namespace).await
+    let namespace = if occurrence.report && routing::needs_namespace(&chain, custom_dsns) {
+        resolver.namespace(&occurrence.event.namespace).await
     } else {
         None
     };
     Resolved {
         occurrence,
         chain,
-        namespace_dsn,
+        namespace,
     }
 }
 
-/// Stage three: breadcrumbs, conversion and delivery, in order.
+/// Stage three: breadcrumbs, routing, conversion and delivery, in order.
 pub struct Reporter {
     enricher: Enricher,
+    router: Router,
     settings: Settings,
     delivery: Arc<Delivery>,
     metrics: Metrics,
@@ -298,7 +239,8 @@ impl Reporter {
             per_workload: config.breadcrumbs_per_workload,
         };
         Self {
-            enricher: Enricher::new(limits, config.breadcrumbs, metrics.clone()),
+            enricher: Enricher::new(limits, config.breadcrumbs),
+            router: Router::new(config.custom_dsns),
             settings: Settings::from_config(config),
             delivery,
             metrics,
@@ -307,57 +249,72 @@ impl Reporter {
 
     pub async fn handle(&mut self, resolved: Resolved) {
         let Resolved {
-            occurrence,
+            occurrence: Occurrence { event, report },
             chain,
-            namespace_dsn,
+            namespace,
         } = resolved;
-        let event = occurrence.event;
-        let Some(enrichment) = self.enricher.observe(&event, chain, occurrence.report) else {
+        let (enrichment, evictions) = self.enricher.observe(&event, chain, report);
+        self.metrics
+            .trail_recorded(evictions, self.enricher.workloads());
+        let Some(enrichment) = enrichment else {
             return;
         };
-        let dsn = match enrichment.chain.dsn_annotation() {
-            Some((object, raw)) => self.enricher.dsn(object, raw),
-            None => namespace_dsn.and_then(|raw| {
-                let namespace = crate::event::ObjectRef {
-                    kind: "Namespace".into(),
-                    name: event.namespace.clone(),
-                    ..Default::default()
-                };
-                self.enricher.dsn(&namespace, &raw)
-            }),
-        };
-        if dsn.is_some() {
-            Metrics::inc(&self.metrics.custom_dsn, "outcome", "routed");
+        let route = self.router.route(&enrichment.chain, namespace.as_deref());
+        if let Some(outcome) = route.outcome {
+            self.metrics.custom_dsn.inc(outcome);
         }
+        let destination = route.destination;
         let sentry_event = convert::to_sentry_event(&event, &enrichment, &self.settings);
         if let Some(at) = event.occurred_at() {
             let lag = (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0;
             self.metrics.event_lag.observe(lag);
         }
         debug!(namespace = %event.namespace, reason = %event.reason, object = %event.involved.name, root = %enrichment.chain.root().name, "reporting");
-        if self.delivery.deliver(sentry_event, dsn.as_ref()).await != Handoff::Dropped {
+        if self.delivery.deliver(sentry_event, &destination).await != Handoff::Dropped {
             self.metrics.reported.inc();
         }
     }
 }
 
-/// The whole pipeline.
+/// The whole pipeline after the source.
 pub struct Pipeline {
-    pub tracker: Tracker,
-    pub resolver: Option<Arc<OwnerResolver>>,
-    pub reporter: Reporter,
-    pub concurrency: NonZeroUsize,
-    pub custom_dsns: bool,
-    pub health: Arc<Health>,
+    tracker: Tracker,
+    resolver: OwnerResolver,
+    reporter: Reporter,
+    concurrency: NonZeroUsize,
+    custom_dsns: bool,
+    health: Arc<Health>,
 }
 
 impl Pipeline {
-    /// Runs until the source ends or `stop` resolves; then drains what is in flight, for at
-    /// most `drain` after the stop.
-    pub async fn run<S, F>(self, source: S, stop: F, drain: Duration)
+    /// The stages for `config`: `watches` is how many watches the source merges.
+    pub fn new(
+        config: &Config,
+        client: kube::Client,
+        delivery: Arc<Delivery>,
+        metrics: &Metrics,
+        health: Arc<Health>,
+        watches: usize,
+    ) -> Self {
+        let limits = CacheLimits {
+            capacity: config.owner_cache_size,
+            ttl: config.owner_cache_ttl,
+        };
+        Self {
+            tracker: Tracker::new(config, metrics.clone(), health.clone(), watches),
+            resolver: OwnerResolver::new(client, limits, metrics.clone()),
+            reporter: Reporter::new(config, metrics.clone(), delivery),
+            concurrency: config.lookup_concurrency,
+            custom_dsns: config.custom_dsns,
+            health,
+        }
+    }
+
+    /// Runs until the source ends or the shutdown is triggered; then drains what is in
+    /// flight until the shutdown deadline.
+    pub async fn run<S>(self, source: S, shutdown: Shutdown)
     where
         S: Stream<Item = SourceItem>,
-        F: std::future::Future<Output = ()> + Send + 'static,
     {
         let Pipeline {
             mut tracker,
@@ -367,34 +324,9 @@ impl Pipeline {
             custom_dsns,
             health,
         } = self;
-        // When the stop came: the source ends then, and what is in flight has `drain` more.
-        // Watched by its own task: the pipeline may be busy (waiting for queue room) when
-        // it comes, and must still notice.
-        let (stopped_tx, stopped_rx) = tokio::sync::watch::channel(None::<tokio::time::Instant>);
-        let watcher = tokio::spawn(async move {
-            stop.await;
-            let _ = stopped_tx.send(Some(tokio::time::Instant::now()));
-        });
-        let mut source_stop = stopped_rx.clone();
-        let stop = async move {
-            let _ = source_stop.wait_for(Option::is_some).await;
-        };
-        let drain_over = || {
-            let mut stopped = stopped_rx.clone();
-            async move {
-                let at = stopped
-                    .wait_for(Option::is_some)
-                    .await
-                    .ok()
-                    .and_then(|at| *at);
-                match at {
-                    Some(at) => tokio::time::sleep_until(at + drain).await,
-                    None => std::future::pending().await,
-                }
-            }
-        };
+        let stop = shutdown.clone();
         let occurrences = source
-            .take_until(stop)
+            .take_until(async move { stop.triggered().await })
             .flat_map(move |item| stream::iter(tracker.handle(item)))
             .map(move |occurrence| resolve(resolver.clone(), custom_dsns, occurrence))
             .buffered(concurrency.get());
@@ -404,8 +336,8 @@ impl Pipeline {
             health.beat();
             tokio::select! {
                 biased;
-                _ = drain_over() => {
-                    warn!(?drain, "shutdown: gave up on events still in flight");
+                _ = shutdown.deadline() => {
+                    warn!("shutdown: gave up on events still in flight");
                     break;
                 }
                 item = occurrences.next() => match item {
@@ -413,8 +345,8 @@ impl Pipeline {
                         // Waiting for room in the delivery queue must not outlast shutdown.
                         tokio::select! {
                             _ = reporter.handle(resolved) => {}
-                            _ = drain_over() => {
-                                warn!(?drain, "shutdown: gave up on an event waiting for the delivery queue");
+                            _ = shutdown.deadline() => {
+                                warn!("shutdown: gave up on an event waiting for the delivery queue");
                                 break;
                             }
                         }
@@ -424,44 +356,5 @@ impl Pipeline {
                 _ = heartbeat.tick() => {}
             }
         }
-        watcher.abort();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn config(vars: &[(&str, &str)]) -> Config {
-        Config::from_vars(vars.iter().copied()).unwrap().0
-    }
-
-    fn event(kind: &str, reason: &str, component: &str) -> KubeEvent {
-        let object: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": "e", "namespace": "n", "uid": "u"},
-            "involvedObject": {"kind": "Pod", "name": "p"},
-            "type": kind, "reason": reason, "source": {"component": component},
-        }))
-        .unwrap();
-        normalize(&object).unwrap()
-    }
-
-    #[test]
-    fn reports_anything_not_normal_minus_reason_and_source_filters() {
-        let c = config(&[("SENTRY_K8S_FILTER_OUT_EVENT_SOURCES", "cluster-autoscaler")]);
-        assert_eq!(filter(&event("Warning", "BackOff", "kubelet"), &c), None);
-        assert_eq!(filter(&event("Error", "Whatever", "x"), &c), None);
-        assert_eq!(
-            filter(&event("Normal", "Pulled", "kubelet"), &c),
-            Some(Filtered::Normal)
-        );
-        assert_eq!(
-            filter(&event("Warning", "dockerstart", "kubelet"), &c),
-            Some(Filtered::Reason)
-        );
-        assert_eq!(
-            filter(&event("Warning", "ScaleDown", "Cluster-Autoscaler"), &c),
-            Some(Filtered::Source)
-        );
     }
 }

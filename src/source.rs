@@ -1,6 +1,6 @@
 //! The event source: one `kube::runtime::watcher` per namespace (or one cluster-wide),
-//! merged into one stream. Watch errors are logged with the apiserver's message, counted,
-//! backed off and retried; the stream never ends on its own.
+//! merged into one stream. Watch errors are logged with the apiserver's message, passed on
+//! (the pipeline counts them), backed off and retried; the stream never ends on its own.
 
 use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
@@ -9,7 +9,23 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tracing::{debug, info, warn};
 
 use crate::config::Namespaces;
-use crate::metrics::Metrics;
+use crate::labels::label_enum;
+
+label_enum! {
+    /// What went wrong with a watch (`sentry_k8s_watch_errors_total{kind}`).
+    pub enum WatchErrorKind {
+        /// RBAC: the service account may not list or watch events here.
+        Forbidden = "forbidden",
+        Unauthorized = "unauthorized",
+        /// 410: the resourceVersion is too old; a relist follows (routine).
+        Expired = "expired",
+        /// The initial list failed.
+        List = "list",
+        /// Starting or reading the watch failed.
+        Watch = "watch",
+        Other = "other",
+    }
+}
 
 /// What one watch says, tagged with which watch said it.
 #[derive(Debug, Clone)]
@@ -34,6 +50,11 @@ pub enum SourceItem {
         watch: usize,
         object: DynamicObject,
     },
+    /// The watch failed (already logged); it backs off and retries.
+    Failed {
+        watch: usize,
+        kind: WatchErrorKind,
+    },
 }
 
 /// What each watch covers, for logs: a namespace, or `None` for the whole cluster.
@@ -49,8 +70,8 @@ pub fn scope_name(scope: &Option<String>) -> &str {
     scope.as_deref().unwrap_or("all namespaces")
 }
 
-/// Logs and counts a watch error. 410s are routine (a relist follows); 403s mean RBAC.
-fn report_error(scope: &Option<String>, error: &watcher::Error, metrics: &Metrics) {
+/// Classifies and logs a watch error. 410s are routine (a relist follows); 403s mean RBAC.
+fn report_error(scope: &Option<String>, error: &watcher::Error) -> WatchErrorKind {
     use kube::Error as KubeError;
     use watcher::Error as WatchError;
     let status = match error {
@@ -61,17 +82,16 @@ fn report_error(scope: &Option<String>, error: &watcher::Error, metrics: &Metric
         _ => None,
     };
     let kind = match (status.map(|s| s.code), error) {
-        (Some(403), _) => "forbidden",
-        (Some(401), _) => "unauthorized",
-        (Some(410), _) => "expired",
-        (_, WatchError::InitialListFailed(_)) => "list",
-        (_, WatchError::WatchStartFailed(_) | WatchError::WatchFailed(_)) => "watch",
-        _ => "other",
+        (Some(403), _) => WatchErrorKind::Forbidden,
+        (Some(401), _) => WatchErrorKind::Unauthorized,
+        (Some(410), _) => WatchErrorKind::Expired,
+        (_, WatchError::InitialListFailed(_)) => WatchErrorKind::List,
+        (_, WatchError::WatchStartFailed(_) | WatchError::WatchFailed(_)) => WatchErrorKind::Watch,
+        _ => WatchErrorKind::Other,
     };
-    Metrics::inc(&metrics.watch_errors, "kind", kind);
     let namespace = scope_name(scope);
     match (kind, status) {
-        ("expired", _) => debug!(namespace, "event watch expired (410); relisting"),
+        (WatchErrorKind::Expired, _) => debug!(namespace, "event watch expired (410); relisting"),
         (_, Some(status)) => warn!(
             namespace,
             code = status.code,
@@ -84,13 +104,13 @@ fn report_error(scope: &Option<String>, error: &watcher::Error, metrics: &Metric
             "event watch failed: {error}; retrying with backoff"
         ),
     }
+    kind
 }
 
 /// The merged stream of every configured watch.
 pub fn event_source(
     client: kube::Client,
     namespaces: &Namespaces,
-    metrics: Metrics,
 ) -> impl Stream<Item = SourceItem> + Send + 'static {
     let resource = ApiResource::erase::<CoreEvent>(&());
     let watches = watch_scopes(namespaces)
@@ -102,15 +122,11 @@ pub fn event_source(
                 None => Api::all_with(client.clone(), &resource),
             };
             info!(namespace = scope_name(&scope), "watching events");
-            let metrics = metrics.clone();
             watcher(api, watcher::Config::default())
                 .default_backoff()
                 .filter_map(move |item| {
                     let out = match item {
-                        Ok(watcher::Event::Init) => {
-                            metrics.relists.inc();
-                            Some(SourceItem::ListStarted { watch })
-                        }
+                        Ok(watcher::Event::Init) => Some(SourceItem::ListStarted { watch }),
                         Ok(watcher::Event::InitApply(object)) => {
                             Some(SourceItem::Listed { watch, object })
                         }
@@ -121,10 +137,10 @@ pub fn event_source(
                         Ok(watcher::Event::Delete(object)) => {
                             Some(SourceItem::Deleted { watch, object })
                         }
-                        Err(error) => {
-                            report_error(&scope, &error, &metrics);
-                            None
-                        }
+                        Err(error) => Some(SourceItem::Failed {
+                            watch,
+                            kind: report_error(&scope, &error),
+                        }),
                     };
                     std::future::ready(out)
                 })

@@ -3,7 +3,8 @@
 
 use std::fmt::Write;
 
-use super::settings::{GLOBAL_TAG_PREFIX, Origin, READ_BY_LIBRARIES, SETTINGS, Setting};
+use super::setting::{GLOBAL_TAG_PREFIX, Origin, Setting};
+use super::settings::{READ_BY_LIBRARIES, SETTINGS};
 
 fn every_setting() -> impl Iterator<Item = &'static Setting> {
     SETTINGS.iter().chain(READ_BY_LIBRARIES)

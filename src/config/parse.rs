@@ -1,5 +1,5 @@
 //! The value grammar of the variables: one parser per shape, each returning the value or
-//! why it is not one. [`Setting`](super::Setting) wraps the reason with the variable's name
+//! why it is not one. [`Setting`](super::setting::Setting) wraps the reason with the variable's name
 //! and value.
 
 use std::net::SocketAddr;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sentry::types::Dsn;
 
-use super::{ClusterConfigType, LogFormat, LogLevel, Namespaces};
+use super::types::{ClusterConfigType, LogFormat, LogLevel, Namespaces};
 
 /// What a parser returns: the value, or why the text is not one.
 pub type Parsed<T> = Result<T, String>;

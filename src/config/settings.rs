@@ -13,107 +13,9 @@ use std::time::Duration;
 use sentry::types::Dsn;
 
 use super::parse;
-use super::{ClusterConfigType, ConfigError, LogFormat, LogLevel, Namespaces, Vars};
-
-/// Who sets a variable.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Origin {
-    /// The operator: `SENTRY_*` variables (Markdown-mangled aliases accepted).
-    Operator,
-    /// Kubernetes or the system (`KUBERNETES_SERVICE_HOST`, `HOME`, …).
-    Platform,
-    /// Read by a library the agent uses, not by the agent itself (documented only).
-    Library,
-}
-
-/// One environment variable.
-#[derive(Clone, Copy, Debug)]
-pub struct Setting {
-    pub name: &'static str,
-    /// The text the parser reads when the variable is unset (or blank, see `blank_is_value`).
-    pub default: &'static str,
-    /// How `--help` and the README show the default, when the text alone would mislead.
-    pub shown_default: Option<&'static str>,
-    pub doc: &'static str,
-    /// Never shown in logs or errors (a DSN's key).
-    pub secret: bool,
-    /// A blank value means something (`SENTRY_K8S_HTTP_ADDR=` disables the server)
-    /// instead of the default.
-    pub blank_is_value: bool,
-    pub origin: Origin,
-}
-
-impl Setting {
-    pub const fn new(name: &'static str, default: &'static str, doc: &'static str) -> Self {
-        Self {
-            name,
-            default,
-            shown_default: None,
-            doc,
-            secret: false,
-            blank_is_value: false,
-            origin: Origin::Operator,
-        }
-    }
-
-    #[must_use]
-    pub const fn secret(mut self) -> Self {
-        self.secret = true;
-        self
-    }
-
-    #[must_use]
-    pub const fn blank_is_value(mut self) -> Self {
-        self.blank_is_value = true;
-        self
-    }
-
-    #[must_use]
-    pub const fn shown(mut self, default: &'static str) -> Self {
-        self.shown_default = Some(default);
-        self
-    }
-
-    #[must_use]
-    pub const fn platform(mut self) -> Self {
-        self.origin = Origin::Platform;
-        self
-    }
-
-    #[must_use]
-    pub const fn library(mut self) -> Self {
-        self.origin = Origin::Library;
-        self
-    }
-
-    /// The one-line doc without the leading space a `///` comment leaves.
-    pub fn doc(&self) -> &'static str {
-        self.doc.trim()
-    }
-
-    /// The default as documentation shows it.
-    pub fn default_for_docs(&self) -> String {
-        match (self.shown_default, self.default) {
-            (Some(shown), _) => shown.to_string(),
-            (None, "") => "empty".to_string(),
-            (None, "off") => "off".to_string(),
-            (None, value) => format!("`{value}`"),
-        }
-    }
-
-    /// The spellings this variable takes when Markdown eats its underscores: the first pair
-    /// (`SENTRYK8SWATCH_NAMESPACES`) or all of them (`SENTRYK8SCLUSTERCONFIGTYPE`). Only the
-    /// agent's own `SENTRY_K8S_*` variables have them.
-    pub fn aliases(&self) -> Vec<String> {
-        if !self.name.starts_with("SENTRY_K8S_") {
-            return Vec::new();
-        }
-        vec![self.name.replacen('_', "", 2), self.name.replace('_', "")]
-    }
-}
-
-/// `SENTRY_K8S_GLOBAL_TAG_<key>=<value>`: tag `<key>` on every event.
-pub const GLOBAL_TAG_PREFIX: &str = "SENTRY_K8S_GLOBAL_TAG_";
+use super::setting::Setting;
+use super::types::{ClusterConfigType, ConfigError, LogFormat, LogLevel, Namespaces, Notices};
+use super::vars::Vars;
 
 /// Declares the variables the agent parses: the [`SETTINGS`] table and the [`Config`]
 /// struct, one field per variable, filled by [`Config::from_table`].
@@ -239,6 +141,75 @@ pub const READ_BY_LIBRARIES: &[Setting] = &[
         .shown("the system bundle"),
 ];
 
+impl Config {
+    /// Loads from the process environment.
+    pub fn from_env() -> Result<(Self, Notices), ConfigError> {
+        Self::from_vars(std::env::vars())
+    }
+
+    /// Loads from name/value pairs (tests pass their own).
+    pub fn from_vars<I, K, V>(vars: I) -> Result<(Self, Notices), ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let given = vars
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        let (vars, notices) = Vars::resolve(given, SETTINGS);
+        Self::from_table(&vars).map(|config| (config, notices))
+    }
+
+    /// Whether events are printed instead of sent.
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run || self.dsn.is_none()
+    }
+
+    /// The kubeconfig files for out-of-cluster use, and which variable named them (for
+    /// error messages): `SENTRY_K8S_KUBECONFIG_PATH`, else the `KUBECONFIG` list, else
+    /// `~/.kube/config`.
+    pub fn kubeconfig(&self) -> (Vec<PathBuf>, &'static str) {
+        let home = self.home.as_deref();
+        match (&self.kubeconfig_path, &self.kubeconfig_list) {
+            (Some(path), _) => (vec![expand_home(path, home)], "SENTRY_K8S_KUBECONFIG_PATH"),
+            (None, Some(list)) => (
+                list.split(':')
+                    .filter(|p| !p.is_empty())
+                    .map(|p| expand_home(p, home))
+                    .collect(),
+                "KUBECONFIG",
+            ),
+            (None, None) => (
+                home.map(|h| PathBuf::from(h).join(".kube").join("config"))
+                    .into_iter()
+                    .collect(),
+                "SENTRY_K8S_KUBECONFIG_PATH",
+            ),
+        }
+    }
+
+    /// The `agent_hostname` tag: `HOSTNAME`, else the system's host name.
+    pub fn hostname(&self) -> String {
+        self.hostname_var
+            .clone()
+            .or_else(|| {
+                hostname::get()
+                    .ok()
+                    .map(|h| h.to_string_lossy().into_owned())
+            })
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+fn expand_home(path: &str, home: Option<&str>) -> PathBuf {
+    match (path.strip_prefix("~/"), home) {
+        (Some(rest), Some(home)) => PathBuf::from(home).join(rest),
+        _ => PathBuf::from(path),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,5 +233,195 @@ mod tests {
             assert!(!setting.doc().is_empty(), "{} has no doc", setting.name);
             assert!(!setting.doc().contains('\n'), "{}: one line", setting.name);
         }
+    }
+
+    fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(vars.iter().copied()).map(|(c, _)| c)
+    }
+
+    fn err(vars: &[(&str, &str)]) -> ConfigError {
+        load(vars).expect_err("should be rejected")
+    }
+
+    #[test]
+    fn defaults_match_the_reference_agent() {
+        let c = load(&[("HOME", "/home/op"), ("HOSTNAME", "agent-0")]).unwrap();
+        assert!(c.dsn.is_none() && c.is_dry_run());
+        assert_eq!(c.namespaces, Namespaces::List(vec!["default".into()]));
+        assert!(!c.historical && !c.monitor_cronjobs && !c.custom_dsns);
+        assert_eq!(c.cluster_config, ClusterConfigType::Auto);
+        assert_eq!(
+            c.kubeconfig().0,
+            vec![PathBuf::from("/home/op/.kube/config")]
+        );
+        assert_eq!(c.log_level, LogLevel::Info);
+        assert_eq!(
+            c.filter_out_reasons,
+            [
+                "dockerstart",
+                "kubeletstart",
+                "nodesysctlchange",
+                "containerdstart"
+            ]
+        );
+        assert!(c.filter_out_sources.is_empty());
+        assert_eq!(c.http_addr, Some("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(c.hostname(), "agent-0");
+    }
+
+    #[test]
+    fn booleans_accept_the_documented_spellings_only() {
+        for v in ["1", "true", "YES", " on "] {
+            assert!(
+                load(&[("SENTRY_K8S_WATCH_HISTORICAL", v)])
+                    .unwrap()
+                    .historical,
+                "{v}"
+            );
+        }
+        for v in ["0", "false", "No", "off", ""] {
+            assert!(
+                !load(&[("SENTRY_K8S_WATCH_HISTORICAL", v)])
+                    .unwrap()
+                    .historical,
+                "{v}"
+            );
+        }
+        let e = err(&[("SENTRY_K8S_WATCH_HISTORICAL", "maybe")]);
+        assert_eq!(e.variable, "SENTRY_K8S_WATCH_HISTORICAL");
+        assert_eq!(e.to_string().lines().count(), 1);
+        assert!(
+            e.to_string()
+                .starts_with("SENTRY_K8S_WATCH_HISTORICAL=\"maybe\": ")
+        );
+    }
+
+    #[test]
+    fn markdown_mangled_aliases_work_and_the_canonical_name_wins() {
+        let (c, notices) = Config::from_vars([
+            ("SENTRYK8SWATCH_NAMESPACES", "a,b"),
+            ("SENTRYK8SCLUSTERCONFIGTYPE", "out-cluster"),
+            ("SENTRYK8SLOG_LEVEL", "debug"),
+            ("SENTRYK8SKUBECONFIG_PATH", "/tmp/kc"),
+            ("SENTRYK8SWATCH_HISTORICAL", "yes"),
+        ])
+        .unwrap();
+        assert_eq!(c.namespaces, Namespaces::List(vec!["a".into(), "b".into()]));
+        assert_eq!(c.cluster_config, ClusterConfigType::OutCluster);
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.kubeconfig().0, vec![PathBuf::from("/tmp/kc")]);
+        assert!(c.historical);
+        assert_eq!(notices.len(), 5);
+
+        let c = load(&[
+            ("SENTRYK8SWATCH_NAMESPACES", "alias"),
+            ("SENTRY_K8S_WATCH_NAMESPACES", "canonical"),
+        ])
+        .unwrap();
+        assert_eq!(c.namespaces, Namespaces::List(vec!["canonical".into()]));
+    }
+
+    #[test]
+    fn kubeconfig_falls_back_to_the_kubeconfig_list() {
+        let c = load(&[("KUBECONFIG", "/a:/b"), ("HOME", "/h")]).unwrap();
+        assert_eq!(
+            c.kubeconfig(),
+            (vec![PathBuf::from("/a"), PathBuf::from("/b")], "KUBECONFIG")
+        );
+        let c = load(&[
+            ("KUBECONFIG", "/a"),
+            ("SENTRY_K8S_KUBECONFIG_PATH", "~/kc"),
+            ("HOME", "/h"),
+        ])
+        .unwrap();
+        assert_eq!(c.kubeconfig().0, vec![PathBuf::from("/h/kc")]);
+    }
+
+    #[test]
+    fn every_bad_value_names_its_variable() {
+        let cases: &[(&str, &str)] = &[
+            ("SENTRY_K8S_CLUSTER_CONFIG_TYPE", "inside"),
+            ("SENTRY_K8S_LOG_LEVEL", "verbose"),
+            ("SENTRY_K8S_LOG_FORMAT", "xml"),
+            ("SENTRY_K8S_MONITOR_CRONJOBS", "2"),
+            ("SENTRY_K8S_CUSTOM_DSNS", "y"),
+            ("SENTRY_K8S_DRY_RUN", "sure"),
+            ("SENTRY_K8S_HTTP_ADDR", "8080"),
+            ("SENTRY_K8S_SHUTDOWN_TIMEOUT", "soon"),
+            ("SENTRY_K8S_SHUTDOWN_TIMEOUT", "99999999999999999999h"),
+            ("SENTRY_K8S_QUEUE_SIZE", "0"),
+            ("SENTRY_K8S_QUEUE_TIMEOUT", "5 minutes"),
+            ("SENTRY_K8S_SEND_CONCURRENCY", "-1"),
+            ("SENTRY_K8S_EVENT_TTL", "1d"),
+            ("SENTRY_K8S_DEDUP_CAPACITY", "lots"),
+            ("SENTRY_DSN", "not a dsn"),
+        ];
+        for (var, value) in cases {
+            assert_eq!(err(&[(var, value)]).variable, *var, "{var}={value}");
+        }
+        let e = err(&[("SENTRY_K8S_GLOBAL_TAG_bad key", "x")]);
+        assert_eq!(e.variable, "SENTRY_K8S_GLOBAL_TAG_bad key");
+    }
+
+    #[test]
+    fn a_bad_dsn_error_does_not_print_the_key() {
+        for dsn in [
+            "https://secretkey@sentry.example.com",
+            "secretkey",
+            "https://secretkey:other@",
+        ] {
+            let e = err(&[("SENTRY_DSN", dsn)]);
+            assert!(!e.to_string().contains("secretkey"), "{e}");
+        }
+    }
+
+    #[test]
+    fn fatal_and_panic_map_to_error_and_disabled_to_off() {
+        let level = |v| load(&[("SENTRY_K8S_LOG_LEVEL", v)]).unwrap().log_level;
+        assert_eq!(level("fatal"), LogLevel::Error);
+        assert_eq!(level("PANIC"), LogLevel::Error);
+        assert_eq!(level("disabled"), LogLevel::Off);
+    }
+
+    #[test]
+    fn global_tags_and_filters_are_read() {
+        let c = load(&[
+            ("SENTRY_K8S_GLOBAL_TAG_team", "payments"),
+            ("SENTRY_K8S_GLOBAL_TAG_region", "eu-1"),
+            ("SENTRY_K8S_FILTER_OUT_EVENT_REASONS", "BackOff, Unhealthy"),
+            ("SENTRY_K8S_FILTER_OUT_EVENT_SOURCES", "Kubelet"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.global_tags.get("team").map(String::as_str),
+            Some("payments")
+        );
+        assert_eq!(c.filter_out_reasons, ["backoff", "unhealthy"]);
+        assert_eq!(c.filter_out_sources, ["kubelet"]);
+    }
+
+    #[test]
+    fn unknown_agent_variables_are_reported_not_fatal() {
+        let (_, notices) = Config::from_vars([("SENTRY_K8S_WATCH_NAMESPACE", "x")]).unwrap();
+        assert!(
+            notices
+                .iter()
+                .any(|n| n.contains("SENTRY_K8S_WATCH_NAMESPACE ")),
+            "{notices:?}"
+        );
+    }
+
+    #[test]
+    fn blank_means_the_default_unless_blank_means_something() {
+        let c = load(&[
+            ("SENTRY_K8S_QUEUE_SIZE", " "),
+            ("SENTRY_K8S_SHUTDOWN_TIMEOUT", ""),
+            ("SENTRY_K8S_HTTP_ADDR", ""),
+        ])
+        .unwrap();
+        assert_eq!(c.queue_size.get(), 1000);
+        assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(c.http_addr, None, "an empty address disables the server");
     }
 }

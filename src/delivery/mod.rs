@@ -6,6 +6,7 @@
 //! JSON line on stdout instead.
 
 pub mod outbox;
+pub mod outcome;
 pub mod rate_limit;
 pub mod sender;
 
@@ -23,11 +24,10 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::redact::describe_dsn;
+use crate::routing::Destination;
 use outbox::{Outbox, QueueTransportFactory, Refused};
-use sender::Sender;
-
-/// Our user agent, on every request to Sentry (and in the SDK's options, for the same).
-pub const USER_AGENT: &str = concat!("sentry-kubernetes/", env!("CARGO_PKG_VERSION"));
+use outcome::DropReason;
+use sender::{Sender, USER_AGENT};
 
 /// Why delivery could not start.
 #[derive(Debug, thiserror::Error)]
@@ -109,12 +109,16 @@ impl Delivery {
         })))
     }
 
-    /// Hands one event over, to the main DSN or to `dsn`. Waits for room in the queue up to
+    /// Hands one event over to its destination. Waits for room in the queue up to
     /// `SENTRY_K8S_QUEUE_TIMEOUT`.
-    pub async fn deliver(&self, event: Event<'static>, dsn: Option<&Dsn>) -> Handoff {
+    pub async fn deliver(&self, event: Event<'static>, destination: &Destination) -> Handoff {
         match self {
             Delivery::DryRun => print_line(&event),
             Delivery::Sentry(sentry) => {
+                let dsn = match destination {
+                    Destination::Main => None,
+                    Destination::Custom(dsn) => Some(dsn),
+                };
                 let client = sentry.client_for(dsn);
                 sentry
                     .queue(|| {
@@ -185,10 +189,11 @@ impl SentryDelivery {
             Ok(()) => Handoff::Queued,
             Err(refused) => {
                 let reason = match refused {
-                    Refused::Full => "queue_full",
-                    Refused::Closed => "shutdown",
+                    Refused::Full => DropReason::QueueFull,
+                    Refused::Closed => DropReason::Shutdown,
                 };
-                Metrics::inc(&self.metrics.sentry_dropped, "reason", reason);
+                self.metrics.sentry_dropped.inc(reason);
+                let reason = reason.as_str();
                 match refused {
                     Refused::Full => warn!(
                         reason,
@@ -210,7 +215,7 @@ impl SentryDelivery {
         let left = self.outbox.pending.get();
         self.workers.abort();
         if !drained && left > 0 {
-            Metrics::add(&self.metrics.sentry_dropped, "reason", "shutdown", left);
+            self.metrics.sentry_dropped.add(DropReason::Shutdown, left);
             warn!(
                 left,
                 ?timeout,

@@ -21,6 +21,7 @@ use sentry::{Envelope, Transport, TransportFactory, TransportOptions};
 use tokio::sync::mpsc;
 use tracing::warn;
 
+use super::outcome::DropReason;
 use crate::metrics::Metrics;
 
 /// One envelope on its way to one DSN, already serialized and gzipped: a queued envelope
@@ -47,13 +48,13 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// The wire form of an envelope, or why it cannot be sent.
-fn encode(envelope: &Envelope) -> Result<(Bytes, &'static str), &'static str> {
+fn encode(envelope: &Envelope) -> Result<(Bytes, &'static str), DropReason> {
     let mut raw = Vec::new();
     if envelope.to_writer(&mut raw).is_err() {
-        return Err("rejected");
+        return Err(DropReason::Rejected);
     }
     if raw.len() > MAX_ENVELOPE_BYTES {
-        return Err("too_large");
+        return Err(DropReason::TooLarge);
     }
     let category = if envelope
         .items()
@@ -174,8 +175,11 @@ impl Outbox {
             Ok(encoded) => encoded,
             Err(reason) => {
                 // The reserved slot (if any) is released by dropping it.
-                Metrics::inc(&self.metrics.sentry_dropped, "reason", reason);
-                warn!(reason, "dropped an envelope Sentry would not accept");
+                self.metrics.sentry_dropped.inc(reason);
+                warn!(
+                    reason = reason.as_str(),
+                    "dropped an envelope Sentry would not accept"
+                );
                 return;
             }
         };
@@ -194,12 +198,12 @@ impl Outbox {
                 if let Err(e) = self.tx.try_send(item) {
                     self.pending.done();
                     let reason = match e {
-                        mpsc::error::TrySendError::Full(_) => "queue_full",
-                        mpsc::error::TrySendError::Closed(_) => "shutdown",
+                        mpsc::error::TrySendError::Full(_) => DropReason::QueueFull,
+                        mpsc::error::TrySendError::Closed(_) => DropReason::Shutdown,
                     };
-                    Metrics::inc(&self.metrics.sentry_dropped, "reason", reason);
+                    self.metrics.sentry_dropped.inc(reason);
                     warn!(
-                        reason,
+                        reason = reason.as_str(),
                         "dropped an envelope the pipeline did not reserve room for"
                     );
                 }
@@ -256,7 +260,10 @@ mod tests {
         let mut huge = Event::default();
         huge.extra
             .insert("blob".into(), "x".repeat(2 * MAX_ENVELOPE_BYTES).into());
-        assert_eq!(encode(&Envelope::from(huge)).unwrap_err(), "too_large");
+        assert_eq!(
+            encode(&Envelope::from(huge)).unwrap_err(),
+            DropReason::TooLarge
+        );
 
         let mut check_in = Envelope::new();
         check_in.add_item(EnvelopeItem::MonitorCheckIn(MonitorCheckIn {

@@ -17,11 +17,14 @@ use sentry::types::Dsn;
 use tokio::sync::mpsc;
 use tracing::{debug, error, warn};
 
-use super::USER_AGENT;
 use super::outbox::{Outgoing, Pending};
+use super::outcome::{DropReason, RetryReason};
 use super::rate_limit::RateLimits;
 use crate::metrics::Metrics;
 use crate::redact::describe_dsn;
+
+/// Our user agent, on every request to Sentry (and in the SDK's options, for the same).
+pub const USER_AGENT: &str = concat!("sentry-kubernetes/", env!("CARGO_PKG_VERSION"));
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
@@ -55,8 +58,8 @@ pub fn http_client(need_ca: bool) -> std::io::Result<HttpClient> {
 /// How one attempt ended.
 enum Attempt {
     Sent,
-    Retry { reason: &'static str },
-    Drop { reason: &'static str },
+    Retry { reason: RetryReason },
+    Drop { reason: DropReason },
 }
 
 pub struct Sender {
@@ -122,12 +125,12 @@ impl Sender {
                     return;
                 }
                 Attempt::Drop { reason } => {
-                    Metrics::inc(&self.metrics.sentry_dropped, "reason", reason);
+                    self.metrics.sentry_dropped.inc(reason);
                     return;
                 }
                 Attempt::Retry { reason } => {
-                    Metrics::inc(&self.metrics.sentry_send_failures, "reason", reason);
-                    if reason != "rate_limited" {
+                    self.metrics.sentry_send_failures.inc(reason);
+                    if reason != RetryReason::RateLimited {
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
@@ -151,11 +154,15 @@ impl Sender {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => {
                 warn!(dsn = %describe_dsn(dsn), "cannot reach Sentry: {e}; retrying");
-                return Attempt::Retry { reason: "network" };
+                return Attempt::Retry {
+                    reason: RetryReason::Network,
+                };
             }
             Err(_) => {
                 warn!(dsn = %describe_dsn(dsn), "Sentry did not answer within {REQUEST_TIMEOUT:?}; retrying");
-                return Attempt::Retry { reason: "network" };
+                return Attempt::Retry {
+                    reason: RetryReason::Network,
+                };
             }
         };
         let status = response.status().as_u16();
@@ -190,29 +197,31 @@ impl Sender {
             429 => {
                 warn!(dsn = %describe_dsn(dsn), "Sentry is rate limiting (429); the event waits");
                 Attempt::Retry {
-                    reason: "rate_limited",
+                    reason: RetryReason::RateLimited,
                 }
             }
             413 => {
                 warn!(dsn = %describe_dsn(dsn), "Sentry refused an envelope as too large: {detail}");
                 Attempt::Drop {
-                    reason: "too_large",
+                    reason: DropReason::TooLarge,
                 }
             }
             401 | 403 => {
                 error!(dsn = %describe_dsn(dsn), status, "Sentry refused the DSN's key: {detail}");
                 Attempt::Drop {
-                    reason: "unauthorized",
+                    reason: DropReason::Unauthorized,
                 }
             }
             400..=499 => {
                 error!(dsn = %describe_dsn(dsn), status, "Sentry rejected an event: {detail}");
-                Attempt::Drop { reason: "rejected" }
+                Attempt::Drop {
+                    reason: DropReason::Rejected,
+                }
             }
             _ => {
                 warn!(dsn = %describe_dsn(dsn), status, "Sentry failed ({detail}); retrying");
                 Attempt::Retry {
-                    reason: "server_error",
+                    reason: RetryReason::ServerError,
                 }
             }
         }

@@ -1,13 +1,13 @@
 //! Reaching the cluster: in-cluster over TLS with a service-account token, a kubeconfig,
 //! and `auto` choosing between them.
 
+use sentry_kubernetes::source::WatchErrorKind;
 use std::path::Path;
 
 use crate::common::{DEADLINE, World, eventually};
 use harness::fixtures::EventFixture;
 use harness::{ApiServerOptions, FakeApiServer};
 use sentry_kubernetes::config::Config;
-use sentry_kubernetes::metrics::Metrics;
 use sentry_kubernetes::{Agent, Error};
 
 const TOKEN: &str = "eyJhbGciOiJSUzI1NiIsImtpZCI6ImZha2UifQ.service-account-token";
@@ -123,7 +123,7 @@ async fn a_rejected_token_is_counted_and_retried_without_crashing() {
     );
     let metrics = running.metrics.clone();
     eventually("401s counted", || {
-        Metrics::get(&metrics.watch_errors, "kind", "unauthorized") >= 2
+        metrics.watch_errors.get(WatchErrorKind::Unauthorized) >= 2
     })
     .await;
     assert_eq!(metrics.watches_ready.get(), 0);

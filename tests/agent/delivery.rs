@@ -1,13 +1,14 @@
 //! Delivery without silent loss: bursts wait instead of dropping, rate limits and outages
 //! are waited out, and what is dropped on purpose is counted.
 
+use sentry_kubernetes::delivery::outcome::DropReason;
+use sentry_kubernetes::delivery::outcome::RetryReason;
 use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::common::{DEADLINE, World, eventually};
 use harness::fixtures::EventFixture;
 use harness::{RespondRule, SinkDelay};
-use sentry_kubernetes::metrics::Metrics;
 use serde_json::Value;
 
 fn burst(n: usize, tag: &str) -> Vec<Value> {
@@ -47,10 +48,7 @@ async fn a_burst_of_5000_warnings_reaches_sentry_exactly_once() {
         .map(|e| e["event_id"].as_str().unwrap())
         .collect();
     assert_eq!(ids.len(), 5000);
-    assert_eq!(
-        Metrics::get(&agent.metrics.sentry_dropped, "reason", "queue_full"),
-        0
-    );
+    assert_eq!(agent.metrics.sentry_dropped.get(DropReason::QueueFull), 0);
     agent.stop().await;
 }
 
@@ -75,16 +73,13 @@ async fn rate_limiting_is_waited_out_and_nothing_is_lost() {
         "the sink did rate limit"
     );
     assert!(
-        Metrics::get(
-            &agent.metrics.sentry_send_failures,
-            "reason",
-            "rate_limited"
-        ) >= 1
+        agent
+            .metrics
+            .sentry_send_failures
+            .get(RetryReason::RateLimited)
+            >= 1
     );
-    assert_eq!(
-        Metrics::get(&agent.metrics.sentry_dropped, "reason", "queue_full"),
-        0
-    );
+    assert_eq!(agent.metrics.sentry_dropped.get(DropReason::QueueFull), 0);
     agent.stop().await;
 }
 
@@ -103,11 +98,11 @@ async fn a_sentry_outage_is_retried_until_it_recovers() {
     world.sentinel("default", "s").await;
     assert_eq!(world.reported().len(), 3);
     assert!(
-        Metrics::get(
-            &agent.metrics.sentry_send_failures,
-            "reason",
-            "server_error"
-        ) >= 1
+        agent
+            .metrics
+            .sentry_send_failures
+            .get(RetryReason::ServerError)
+            >= 1
     );
     let metrics = agent.metrics.clone();
     eventually("the queue depth back to 0", || {
@@ -136,7 +131,7 @@ async fn a_queue_full_past_its_deadline_drops_and_counts() {
     world.server.create_all(burst(6, "stuck")).unwrap();
     let metrics = agent.metrics.clone();
     eventually("drops counted", || {
-        Metrics::get(&metrics.sentry_dropped, "reason", "queue_full") >= 3
+        metrics.sentry_dropped.get(DropReason::QueueFull) >= 3
     })
     .await;
     let stopped = agent.stop().await;
@@ -144,7 +139,7 @@ async fn a_queue_full_past_its_deadline_drops_and_counts() {
         stopped.unsent >= 1,
         "the stuck envelopes are reported as unsent"
     );
-    assert!(Metrics::get(&metrics.sentry_dropped, "reason", "shutdown") >= 1);
+    assert!(metrics.sentry_dropped.get(DropReason::Shutdown) >= 1);
 }
 
 #[tokio::test]
@@ -178,7 +173,7 @@ async fn a_refused_key_is_dropped_and_counted_not_retried_forever() {
     world.server.create_all(burst(2, "refused")).unwrap();
     let metrics = agent.metrics.clone();
     eventually("unauthorized drops", || {
-        Metrics::get(&metrics.sentry_dropped, "reason", "unauthorized") == 2
+        metrics.sentry_dropped.get(DropReason::Unauthorized) == 2
     })
     .await;
     assert_eq!(agent.stop().await.unsent, 0);

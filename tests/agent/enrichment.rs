@@ -1,6 +1,10 @@
 //! One Sentry issue per workload and reason: owner chains, tags, breadcrumbs, per-object
 //! DSNs, and the bounds of what is remembered.
 
+use sentry_kubernetes::breadcrumbs::Eviction as CrumbEviction;
+use sentry_kubernetes::filter::Filtered;
+use sentry_kubernetes::owners::cache::LookupOutcome;
+use sentry_kubernetes::routing::RouteOutcome;
 use std::collections::HashSet;
 
 use crate::common::{World, eventually};
@@ -8,7 +12,6 @@ use chrono::{Duration, Utc};
 use harness::DenyRule;
 use harness::SinkDelay;
 use harness::fixtures::{EventFixture, ObjectFixture, deployment_chain};
-use sentry_kubernetes::metrics::Metrics;
 use serde_json::{Value, json};
 
 fn name(object: &Value) -> &str {
@@ -257,7 +260,7 @@ async fn jobs_statefulsets_daemonsets_and_custom_owners_are_roots() {
         "no request for an unreadable kind"
     );
     assert!(
-        Metrics::get(&agent.metrics.owner_lookups, "outcome", "unreadable") >= 1,
+        agent.metrics.owner_lookups.get(LookupOutcome::Unreadable) >= 1,
         "a chain ending at a kind the agent does not read is counted"
     );
     agent.stop().await;
@@ -305,7 +308,7 @@ async fn forbidden_owner_lookups_degrade_to_what_is_known() {
         fingerprint(&events[1]),
         "grouped by what is known"
     );
-    assert!(Metrics::get(&agent.metrics.owner_lookups, "outcome", "forbidden") >= 1);
+    assert!(agent.metrics.owner_lookups.get(LookupOutcome::Forbidden) >= 1);
     assert_eq!(
         world.gets("/replicasets/"),
         1,
@@ -356,8 +359,8 @@ async fn many_events_about_one_pod_cost_one_lookup_per_object() {
         "metadata only"
     );
     assert!(
-        Metrics::get(&agent.metrics.owner_lookups, "outcome", "coalesced")
-            + Metrics::get(&agent.metrics.owner_lookups, "outcome", "cached")
+        agent.metrics.owner_lookups.get(LookupOutcome::Coalesced)
+            + agent.metrics.owner_lookups.get(LookupOutcome::Cached)
             >= 49
     );
     agent.stop().await;
@@ -596,12 +599,12 @@ async fn memory_bounds_hold_under_ten_thousand_objects() {
     world.server.create_all(events).unwrap();
     let metrics = agent.metrics.clone();
     eventually("10,006 events through the pipeline", || {
-        Metrics::get(&metrics.filtered, "filter", "normal") >= 10_006
+        metrics.filtered.get(Filtered::Normal) >= 10_006
     })
     .await;
     // The last of them is recorded once its chain is resolved; wait for it.
     eventually("the trail to settle", || {
-        Metrics::get(&metrics.breadcrumb_evictions, "reason", "entries") >= 1
+        metrics.breadcrumb_evictions.get(CrumbEviction::Entries) >= 1
     })
     .await;
     assert!(
@@ -613,9 +616,9 @@ async fn memory_bounds_hold_under_ten_thousand_objects() {
         metrics.breadcrumb_workloads.get() <= 200,
         "breadcrumb workloads bound"
     );
-    assert!(Metrics::get(&metrics.breadcrumb_evictions, "reason", "workloads") >= 9_000);
+    assert!(metrics.breadcrumb_evictions.get(CrumbEviction::Workloads) >= 9_000);
     assert_eq!(
-        Metrics::get(&metrics.breadcrumb_evictions, "reason", "entries"),
+        metrics.breadcrumb_evictions.get(CrumbEviction::Entries),
         1,
         "6 entries for busy, 5 kept"
     );
@@ -698,6 +701,6 @@ async fn custom_dsns_route_by_pod_deployment_and_namespace_and_every_client_is_f
         ["1", "1"],
         "an invalid annotation falls back to the main DSN"
     );
-    assert_eq!(Metrics::get(&metrics.custom_dsn, "outcome", "invalid"), 2);
-    assert_eq!(Metrics::get(&metrics.custom_dsn, "outcome", "routed"), 3);
+    assert_eq!(metrics.custom_dsn.get(RouteOutcome::Invalid), 2);
+    assert_eq!(metrics.custom_dsn.get(RouteOutcome::Routed), 3);
 }

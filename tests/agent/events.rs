@@ -5,7 +5,7 @@ use crate::common::{DEADLINE, World};
 use chrono::{DateTime, Utc};
 use harness::fixtures::EventFixture;
 use harness::scenarios;
-use sentry_kubernetes::metrics::Metrics;
+use sentry_kubernetes::filter::Filtered;
 use serde_json::{Value, json};
 
 fn by_reason_and_object<'a>(events: &'a [Value], reason: &str, object: &str) -> &'a Value {
@@ -422,10 +422,10 @@ async fn normal_events_and_filtered_reasons_and_sources_are_not_reported() {
     let reported = world.reported();
     assert_eq!(reported.len(), 1, "{reported:#?}");
     assert_eq!(reported[0]["tags"]["event_type"], "Error");
-    let filtered = |filter| Metrics::get(&agent.metrics.filtered, "filter", filter);
-    assert_eq!(filtered("normal"), 1);
-    assert_eq!(filtered("reason"), 2);
-    assert_eq!(filtered("source"), 1);
+    let filtered = |filter| agent.metrics.filtered.get(filter);
+    assert_eq!(filtered(Filtered::Normal), 1);
+    assert_eq!(filtered(Filtered::Reason), 2);
+    assert_eq!(filtered(Filtered::Source), 1);
     agent.stop().await;
 }
 
@@ -474,7 +474,7 @@ async fn odd_and_malformed_events_never_stop_the_agent() {
     let message = big["message"].as_str().unwrap();
     assert_eq!(
         message.chars().count(),
-        sentry_kubernetes::convert::MAX_MESSAGE_CHARS
+        sentry_kubernetes::limits::MAX_MESSAGE_CHARS
     );
     assert_eq!(
         big["contexts"]["kubernetes_event"]["message_length"],

@@ -11,4 +11,5 @@ mod delivery;
 mod docs;
 mod enrichment;
 mod events;
+mod structure;
 mod watching;

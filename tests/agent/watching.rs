@@ -1,13 +1,14 @@
 //! Each occurrence reported exactly once, whatever the watches go through: relists after
 //! 410, closed watches, duplicate namespaces, historical replay, RBAC denials.
 
+use sentry_kubernetes::filter::Filtered;
+use sentry_kubernetes::source::WatchErrorKind;
 use std::collections::HashMap;
 
 use crate::common::{DEADLINE, World, eventually};
 use chrono::{Duration, Utc};
 use harness::DenyRule;
 use harness::fixtures::{EventFixture, rfc3339};
-use sentry_kubernetes::metrics::Metrics;
 use serde_json::{Value, json};
 
 fn warning(ns: &str, object: &str, n: usize) -> Value {
@@ -93,7 +94,7 @@ async fn a_relist_after_compaction_resends_nothing_and_misses_nothing() {
             "during {n}: created in the gap, reported once"
         );
     }
-    assert!(Metrics::get(&agent.metrics.watch_errors, "kind", "expired") >= 1);
+    assert!(agent.metrics.watch_errors.get(WatchErrorKind::Expired) >= 1);
     assert!(
         agent.metrics.deduplicated.get() >= 4,
         "the relisted events were recognised"
@@ -219,10 +220,7 @@ async fn without_historical_replay_stored_events_are_skipped_but_their_repeats_r
         )
         .unwrap();
     let agent = world.start(&[]).await;
-    assert_eq!(
-        Metrics::get(&agent.metrics.filtered, "filter", "historical"),
-        2
-    );
+    assert_eq!(agent.metrics.filtered.get(Filtered::Historical), 2);
     world.sentinel("default", "s1").await;
     assert!(world.reported().is_empty(), "stored events are history");
 
@@ -308,7 +306,7 @@ async fn a_watch_forbidden_by_rbac_is_retried_until_allowed() {
     );
     let metrics = running.metrics.clone();
     eventually("403s counted and retried", || {
-        Metrics::get(&metrics.watch_errors, "kind", "forbidden") >= 2
+        metrics.watch_errors.get(WatchErrorKind::Forbidden) >= 2
     })
     .await;
     assert_eq!(

@@ -168,7 +168,8 @@ def check_ca_bundle(deploy, facts):
             "Snuba -> Kafka": snuba_conf.get("KAFKA_SSL_CA_PATH") == CA_PATH,
             "Relay -> Kafka": relay_kafka.get("ssl.ca.location") == CA_PATH,
             "Relay -> Redis (system store)": mount.get("mountPath") == CA_PATH,
-            "taskbroker -> Kafka": broker_env.get("SSL_CERT_FILE") == CA_PATH,
+            "taskbroker -> Kafka (kafka_clusters.default.ssl_ca_location)":
+            broker_env.get(facts["taskbrokerKafkaCaEnv"]["name"]) == CA_PATH,
         }
         for client, ok in reach.items():
             check(ok, f"{name}: the CA bundle does not reach {client}")

@@ -340,6 +340,7 @@ def main():
         chart33.check_readiness_gate(DEPLOY, FACTS)
         chart33.check_operator_wiring(DEPLOY, FACTS)
         runtime.check_post_render(DEPLOY, FACTS, work)
+        runtime.check_render_check(DEPLOY, FACTS)
         runtime.check_smoke_test(DEPLOY)
         check_manifests(work)
         check_terraform(work)

@@ -55,20 +55,28 @@ def replicas(values, workload):
             "taskworker": values["sentry"]["taskWorker"].get("replicas", 1)}.get(workload, 1)
 
 
-# Sections whose keys must each be one chart 33 reads (listed in the facts' keys).
-READ_SECTIONS = ("sentry", "relay", "config", "global", "hooks", "externalClickhouse")
+def unread_keys(values, known, prefix=""):
+    """Every key path in the values that no listed key covers (a listed key covers its
+    subtree); extraManifests are plain manifests, not chart keys."""
+    for key, value in values.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if path in known or path == "extraManifests":
+            continue
+        if isinstance(value, dict) and value:
+            yield from unread_keys(value, known, path)
+        else:
+            yield path
 
 
 def check_keys_read(deploy, facts):
     print("every key set is one chart 33 reads")
     known = set(facts["keys"])
+    # The walk must find an unlisted key at any depth, or it proves nothing.
+    probe = {"sentry": {"web": {"replicas": 2, "resourcez": {"cpu": 1}}}, "extraManifests": [{"x": 1}]}
+    check(list(unread_keys(probe, known)) == ["sentry.web.resourcez.cpu"], "the key walk finds a nested unread key")
     for name in VALUES:
-        values = load(deploy, name)
-        for section in READ_SECTIONS:
-            for key in values.get(section, {}):
-                path = f"{section}.{key}"
-                check(any(k == path or k.startswith(path + ".") for k in known),
-                      f"{name}: {path} is not a key chart 33 is known to read (deploy/schema/chart-33.7.0.yaml keys)")
+        for path in unread_keys(load(deploy, name), known):
+            check(False, f"{name}: {path} is not a key chart 33 is known to read (deploy/schema/chart-33.7.0.yaml keys)")
 
 
 def check_selectors(deploy, facts):

@@ -132,6 +132,9 @@ def check_ingress(deploy, facts):
                   f"{name}: system.url (the host in every DSN) is the ingress host")
             check(ingress["annotations"].get("nginx.ingress.kubernetes.io/proxy-read-timeout") == "90",
                   f"{name}: ingress-nginx waits 90 s for web (chart 33.0 upgrade notes, PR #2257)")
+            twice = set(ingress["annotations"]) & set(facts["ingressTemplateAnnotations"][ingress["regexPathStyle"]])
+            check(not twice, f"{name}: the chart's ingress template writes {sorted(twice)} itself; set again in "
+                             "ingress.annotations the Ingress gets a duplicate map key (strict YAML decoders refuse it)")
         else:
             relay = next(m for m in values["extraManifests"] if m["metadata"]["name"] == "sentry-relay-nodeport")
             web = next(m for m in values["extraManifests"] if m["metadata"]["name"] == "sentry-web-nodeport")

@@ -64,8 +64,9 @@ def check_post_render(deploy, facts, work):
           and plugin.get("runtime") == "subprocess", "plugin.yaml is a Helm 4 postrenderer/v1 subprocess plugin")
     check(re.fullmatch(r"[A-Za-z0-9_.-]+", str(plugin.get("name"))) is not None, "plugin.yaml has a valid plugin name")
     readme = (deploy / "README.md").read_text()
-    check(f"--post-renderer {plugin.get('name')}" in readme and "--post-renderer deploy/sentry/post-render/post-render.sh" in readme,
-          "deploy/README.md gives the post-renderer for Helm 4 (plugin name) and Helm 3 (script path)")
+    check(f"POST_RENDERER={plugin.get('name')}" in readme and "POST_RENDERER=deploy/sentry/post-render/post-render.sh" in readme
+          and f"helm plugin install {plugin_dir.relative_to(deploy.parent)}" in readme,
+          "deploy/README.md gives the post-renderer for Helm 4 (the installed plugin's name) and Helm 3 (script path)")
     if not shutil.which("kubectl"):
         print("  SKIPPED running the post-renderer: no kubectl (its kustomize does the patching); .ci/run installs "
               "Debian's kubernetes-client")

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pycheck import ROOT, TOOLS, check, finish, run  # noqa: E402
 import chart33  # noqa: E402
+import readme  # noqa: E402
 import runtime  # noqa: E402
 
 DEPLOY = ROOT / "deploy"
@@ -339,6 +340,7 @@ def main():
         chart33.check_ca_bundle(DEPLOY, FACTS)
         chart33.check_readiness_gate(DEPLOY, FACTS)
         chart33.check_operator_wiring(DEPLOY, FACTS)
+        readme.check_readme(ROOT, DEPLOY, FACTS)
         runtime.check_post_render(DEPLOY, FACTS, work)
         runtime.check_render_check(DEPLOY, FACTS)
         runtime.check_smoke_test(DEPLOY)

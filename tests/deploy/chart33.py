@@ -240,6 +240,8 @@ def check_operator_wiring(deploy, facts):
     settings = chi["spec"]["configuration"]["settings"]
     check(cluster.get("secure") == "yes" and cluster.get("insecure") == "no",
           "ClickHouse: TLS ports on, plaintext 9000/8123 off")
+    check(settings.get("openSSL/client/caConfig") == settings["openSSL/server/caConfig"],
+          "ClickHouse's own client (Distributed queries to secure replicas) trusts the CA of its certificate")
     check(access["scheme"] == "https" and access["port"] == settings["https_port"],
           "the operator talks HTTPS to the port ClickHouse serves it on")
     values = load(deploy, "values-clickhouse-operator.yaml")["externalClickhouse"]

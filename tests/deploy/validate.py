@@ -91,6 +91,9 @@ def check_values(work):
         ("no CA bundle mount", lambda v: v["global"].update(volumeMounts=[])),
         ("the chart's services as NodePorts", lambda v: v["service"].update(type="NodePort")),
         ("dbCheck after the upgrade's migrations", lambda v: v["hooks"].update(preUpgrade=False)),
+        ("Launchpad on (no Kafka SASL/TLS)", lambda v: v["launchpadTaskWorker"].update(enabled=True)),
+        ("the uptime checker on (no Kafka SASL/TLS)", lambda v: v["sentry"]["features"].update(enableUptime=True)),
+        ("topic provisioning without a SASL mechanism", lambda v: v["externalKafka"]["sasl"].pop("mechanism")),
     ] + removed_key_mutations():
         bad = json.loads(json.dumps(values))
         mutate(bad)

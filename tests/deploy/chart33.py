@@ -55,20 +55,28 @@ def replicas(values, workload):
             "taskworker": values["sentry"]["taskWorker"].get("replicas", 1)}.get(workload, 1)
 
 
-# Sections whose keys must each be one chart 33 reads (listed in the facts' keys).
-READ_SECTIONS = ("sentry", "relay", "config", "global", "hooks", "externalClickhouse")
+def unread_keys(values, known, prefix=""):
+    """Every key path in the values that no listed key covers (a listed key covers its
+    subtree); extraManifests are plain manifests, not chart keys."""
+    for key, value in values.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if path in known or path == "extraManifests":
+            continue
+        if isinstance(value, dict) and value:
+            yield from unread_keys(value, known, path)
+        else:
+            yield path
 
 
 def check_keys_read(deploy, facts):
     print("every key set is one chart 33 reads")
     known = set(facts["keys"])
+    # The walk must find an unlisted key at any depth, or it proves nothing.
+    probe = {"sentry": {"web": {"replicas": 2, "resourcez": {"cpu": 1}}}, "extraManifests": [{"x": 1}]}
+    check(list(unread_keys(probe, known)) == ["sentry.web.resourcez.cpu"], "the key walk finds a nested unread key")
     for name in VALUES:
-        values = load(deploy, name)
-        for section in READ_SECTIONS:
-            for key in values.get(section, {}):
-                path = f"{section}.{key}"
-                check(any(k == path or k.startswith(path + ".") for k in known),
-                      f"{name}: {path} is not a key chart 33 is known to read (deploy/schema/chart-33.7.0.yaml keys)")
+        for path in unread_keys(load(deploy, name), known):
+            check(False, f"{name}: {path} is not a key chart 33 is known to read (deploy/schema/chart-33.7.0.yaml keys)")
 
 
 def check_selectors(deploy, facts):
@@ -124,6 +132,9 @@ def check_ingress(deploy, facts):
                   f"{name}: system.url (the host in every DSN) is the ingress host")
             check(ingress["annotations"].get("nginx.ingress.kubernetes.io/proxy-read-timeout") == "90",
                   f"{name}: ingress-nginx waits 90 s for web (chart 33.0 upgrade notes, PR #2257)")
+            twice = set(ingress["annotations"]) & set(facts["ingressTemplateAnnotations"][ingress["regexPathStyle"]])
+            check(not twice, f"{name}: the chart's ingress template writes {sorted(twice)} itself; set again in "
+                             "ingress.annotations the Ingress gets a duplicate map key (strict YAML decoders refuse it)")
         else:
             relay = next(m for m in values["extraManifests"] if m["metadata"]["name"] == "sentry-relay-nodeport")
             web = next(m for m in values["extraManifests"] if m["metadata"]["name"] == "sentry-web-nodeport")
@@ -168,7 +179,8 @@ def check_ca_bundle(deploy, facts):
             "Snuba -> Kafka": snuba_conf.get("KAFKA_SSL_CA_PATH") == CA_PATH,
             "Relay -> Kafka": relay_kafka.get("ssl.ca.location") == CA_PATH,
             "Relay -> Redis (system store)": mount.get("mountPath") == CA_PATH,
-            "taskbroker -> Kafka": broker_env.get("SSL_CERT_FILE") == CA_PATH,
+            "taskbroker -> Kafka (kafka_clusters.default.ssl_ca_location)":
+            broker_env.get(facts["taskbrokerKafkaCaEnv"]["name"]) == CA_PATH,
         }
         for client, ok in reach.items():
             check(ok, f"{name}: the CA bundle does not reach {client}")
@@ -228,6 +240,8 @@ def check_operator_wiring(deploy, facts):
     settings = chi["spec"]["configuration"]["settings"]
     check(cluster.get("secure") == "yes" and cluster.get("insecure") == "no",
           "ClickHouse: TLS ports on, plaintext 9000/8123 off")
+    check(settings.get("openSSL/client/caConfig") == settings["openSSL/server/caConfig"],
+          "ClickHouse's own client (Distributed queries to secure replicas) trusts the CA of its certificate")
     check(access["scheme"] == "https" and access["port"] == settings["https_port"],
           "the operator talks HTTPS to the port ClickHouse serves it on")
     values = load(deploy, "values-clickhouse-operator.yaml")["externalClickhouse"]

@@ -1,40 +1,31 @@
 """Runs what deploy/ ships as programs: the post-renderer the way Helm 3 and Helm 4 call it,
+deploy/check-render.py on a chart-like render (passing, and failing on each break it is for),
 and the smoke test's script against a fake Relay on loopback."""
 
 import json
 import os
 import re
 import shutil
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import yaml
 
+import fixtures
 from pycheck import check, run
 
 
-def chart_like_manifests(facts):
-    """What `helm template` of chart 33 gives the post-renderer, reduced to what it patches:
-    the release's Deployments (pod labels from the facts), a StatefulSet and a Job it must
-    leave alone, and a Deployment of another app."""
-    docs = []
-    for workload, spec in facts["workloads"].items():
-        names = [spec["name"]] if "name" in spec else [spec["namePrefix"] + p for p in facts["taskWorkerPools"]]
-        for name in names:
-            labels = dict(spec["podLabels"], role=name.removeprefix("sentry-"))
-            pod = {"metadata": {"labels": labels}, "spec": {"containers": [{"name": workload, "image": "x:1"}]}}
-            doc = {"apiVersion": "apps/v1", "kind": spec["kind"], "metadata": {"name": name, "labels": {"app": "sentry"}},
-                   "spec": {"selector": {"matchLabels": labels}, "template": pod}}
-            if spec["kind"] == "Deployment":
-                doc["spec"]["strategy"] = {"type": "RollingUpdate"}
-            docs.append(doc)
-    docs.append({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "sentry-db-init", "labels": {"app": "sentry"}},
-                 "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "j", "image": "x:1"}]}}}})
+def chart_like_manifests(deploy, facts):
+    """What `helm template` of chart 33 gives the post-renderer (fixtures.chart_render, with
+    deploy/sentry/values.yaml) plus a Deployment of another app it must leave alone."""
+    values = yaml.safe_load((deploy / "sentry/values.yaml").read_text())
+    docs = fixtures.chart_render(facts, values)
     docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "other", "labels": {"app": "other"}},
                  "spec": {"selector": {"matchLabels": {"app": "other"}},
                           "template": {"metadata": {"labels": {"app": "other"}},
                                        "spec": {"containers": [{"name": "o", "image": "x:1"}]}}}})
-    return "---\n" + yaml.safe_dump_all(docs, sort_keys=False)
+    return docs
 
 
 def surge_only(doc):
@@ -42,15 +33,20 @@ def surge_only(doc):
     return strategy.get("type") == "RollingUpdate" and strategy.get("rollingUpdate") == {"maxUnavailable": 0, "maxSurge": 1}
 
 
-def check_post_render_output(label, out, facts):
+def release_deployments(docs):
+    return [d for d in docs if d["kind"] == "Deployment" and d["metadata"].get("labels", {}).get("app") == "sentry"]
+
+
+def check_post_render_output(label, out, given):
     check(out.returncode == 0, f"post-render ({label}) failed: {out.stderr}")
     if out.returncode != 0:
         return
     docs = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(out.stdout) if d}
-    release_deployments = [d for (kind, _), d in docs.items() if kind == "Deployment" and d["metadata"]["labels"]["app"] == "sentry"]
-    expected = 2 + len(facts["taskWorkerPools"]) + 1  # web, relay, the pools, taskscheduler
-    check(len(release_deployments) == expected, f"post-render ({label}) kept {len(release_deployments)}/{expected} Deployments")
-    for d in release_deployments:
+    patched = release_deployments(docs.values())
+    expected = release_deployments(given)
+    check(len(expected) >= 4 and len(patched) == len(expected),
+          f"post-render ({label}) kept {len(patched)}/{len(expected)} of the release's Deployments")
+    for d in patched:
         check(surge_only(d), f"post-render ({label}): {d['metadata']['name']} does not roll out surge-only")
     check(not surge_only(docs[("Deployment", "other")]), f"post-render ({label}) patched another app's Deployment")
     check("strategy" not in docs[("Job", "sentry-db-init")]["spec"], f"post-render ({label}) touched a Job")
@@ -68,16 +64,18 @@ def check_post_render(deploy, facts, work):
           and plugin.get("runtime") == "subprocess", "plugin.yaml is a Helm 4 postrenderer/v1 subprocess plugin")
     check(re.fullmatch(r"[A-Za-z0-9_.-]+", str(plugin.get("name"))) is not None, "plugin.yaml has a valid plugin name")
     readme = (deploy / "README.md").read_text()
-    check(f"--post-renderer {plugin.get('name')}" in readme and "--post-renderer deploy/sentry/post-render/post-render.sh" in readme,
-          "deploy/README.md gives the post-renderer for Helm 4 (plugin name) and Helm 3 (script path)")
+    check(f"POST_RENDERER={plugin.get('name')}" in readme and "POST_RENDERER=deploy/sentry/post-render/post-render.sh" in readme
+          and f"helm plugin install {plugin_dir.relative_to(deploy.parent)}" in readme,
+          "deploy/README.md gives the post-renderer for Helm 4 (the installed plugin's name) and Helm 3 (script path)")
     if not shutil.which("kubectl"):
         print("  SKIPPED running the post-renderer: no kubectl (its kustomize does the patching); .ci/run installs "
               "Debian's kubernetes-client")
         return
-    manifests = chart_like_manifests(facts)
+    given = chart_like_manifests(deploy, facts)
+    manifests = "---\n" + yaml.safe_dump_all(given, sort_keys=False)
     # Helm 3: the executable's path, manifests on stdin, result on stdout.
     out = run([plugin_dir / "post-render.sh"], input=manifests)
-    check_post_render_output("Helm 3, script path", out, facts)
+    check_post_render_output("Helm 3, script path", out, given)
     # Helm 4: the plugin installed (copied) elsewhere, its command from plugin.yaml with
     # HELM_PLUGIN_DIR set to the installed directory.
     installed = work / "helm-plugins" / plugin["name"]
@@ -85,7 +83,55 @@ def check_post_render(deploy, facts, work):
     command = plugin["runtimeConfig"]["platformCommand"][0]["command"]
     env = dict(os.environ, HELM_PLUGIN_DIR=str(installed))
     out = run([os.path.expandvars(command.replace("${HELM_PLUGIN_DIR}", str(installed)))], input=manifests, env=env)
-    check_post_render_output("Helm 4, plugin", out, facts)
+    check_post_render_output("Helm 4, plugin", out, given)
+
+
+def check_render_check(deploy, facts):
+    """deploy/check-render.py passes the render of each values file and names what breaks when
+    the real chart differs from what deploy/ relies on."""
+    print("render check (deploy/check-render.py)")
+    script = deploy / "check-render.py"
+
+    def verdict(docs):
+        out = run([sys.executable, script], input="---\n" + yaml.safe_dump_all(docs, sort_keys=False))
+        return out.returncode, out.stdout + out.stderr
+
+    for name in ("values.yaml", "values-nodeport.yaml", "values-clickhouse-operator.yaml"):
+        values = yaml.safe_load((deploy / "sentry" / name).read_text())
+        code, text = verdict(fixtures.chart_render(facts, values))
+        check(code == 0, f"check-render.py refuses the render of {name}: {text}")
+    values = yaml.safe_load((deploy / "sentry/values-nodeport.yaml").read_text())
+
+    def relay_without_global_mounts(docs):  # a relay template that ignores global.volumeMounts
+        fixtures.find(docs, "Deployment", "sentry-relay")["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] = []
+
+    def pools_named_otherwise(docs):  # the chart's default pools are not the ones the PDB names
+        for d in [d for d in docs if d["metadata"]["name"].startswith("sentry-taskworker-")]:
+            docs.remove(d)
+        spare = fixtures.find(docs, "Deployment", "sentry-taskscheduler")
+        docs.append(dict(spare, metadata={"name": "sentry-taskworker-all", "labels": {"app": "sentry"}}))
+        docs[-1]["spec"] = dict(spare["spec"], replicas=2, template={
+            "metadata": {"labels": {"app": "sentry", "release": "sentry", "role": "taskworker-all"}},
+            "spec": spare["spec"]["template"]["spec"]})
+
+    def one_web_replica(docs):
+        fixtures.find(docs, "Deployment", "sentry-web")["spec"]["replicas"] = 1
+
+    def snuba_exposed(docs):
+        fixtures.find(docs, "Service", "sentry-snuba-api")["spec"]["type"] = "NodePort"
+
+    for label, mutate, expected in [
+        ("a container without the CA bundle", relay_without_global_mounts, "Deployment sentry-relay: container relay"),
+        ("taskworker pools the PDB does not name", pools_named_otherwise, "sentry-taskworker-all: a taskworker pool"),
+        ("a PDB over a single replica", one_web_replica, "covers Deployment sentry-web with fewer than 2"),
+        ("Snuba's API on a NodePort", snuba_exposed, "Service sentry-snuba-api exposes role 'snuba-api'"),
+    ]:
+        docs = fixtures.chart_render(facts, values)
+        mutate(docs)
+        code, text = verdict(docs)
+        check(code == 1 and expected in text, f"check-render.py does not catch {label}: exit {code}: {text}")
+    code, text = verdict([])
+    check(code == 2, f"check-render.py accepts an empty render: exit {code}")
 
 
 class FakeRelay(BaseHTTPRequestHandler):

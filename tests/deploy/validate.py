@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pycheck import ROOT, TOOLS, check, finish, run  # noqa: E402
 import chart33  # noqa: E402
+import readme  # noqa: E402
 import runtime  # noqa: E402
 
 DEPLOY = ROOT / "deploy"
@@ -90,6 +91,9 @@ def check_values(work):
         ("no CA bundle mount", lambda v: v["global"].update(volumeMounts=[])),
         ("the chart's services as NodePorts", lambda v: v["service"].update(type="NodePort")),
         ("dbCheck after the upgrade's migrations", lambda v: v["hooks"].update(preUpgrade=False)),
+        ("Launchpad on (no Kafka SASL/TLS)", lambda v: v["launchpadTaskWorker"].update(enabled=True)),
+        ("the uptime checker on (no Kafka SASL/TLS)", lambda v: v["sentry"]["features"].update(enableUptime=True)),
+        ("topic provisioning without a SASL mechanism", lambda v: v["externalKafka"]["sasl"].pop("mechanism")),
     ] + removed_key_mutations():
         bad = json.loads(json.dumps(values))
         mutate(bad)
@@ -339,7 +343,9 @@ def main():
         chart33.check_ca_bundle(DEPLOY, FACTS)
         chart33.check_readiness_gate(DEPLOY, FACTS)
         chart33.check_operator_wiring(DEPLOY, FACTS)
+        readme.check_readme(ROOT, DEPLOY, FACTS)
         runtime.check_post_render(DEPLOY, FACTS, work)
+        runtime.check_render_check(DEPLOY, FACTS)
         runtime.check_smoke_test(DEPLOY)
         check_manifests(work)
         check_terraform(work)

@@ -269,6 +269,7 @@ module "sentry_values" {
   ca_bundle   = kubernetes_config_map_v1.ca_bundle.metadata[0].name
   hostname    = var.hostname
   admin_email = var.admin_email
+  ingress     = { cluster_issuer = var.cluster_issuer }
   postgres = {
     host = "c-${yandex_mdb_postgresql_cluster.sentry.id}.rw.mdb.yandexcloud.net"
     port = 6432

@@ -36,6 +36,12 @@ variable "hostname" {
   type        = string
 }
 
+variable "cluster_issuer" {
+  description = "cert-manager ClusterIssuer that issues the ingress certificate (Secret sentry-tls)."
+  type        = string
+  default     = "letsencrypt"
+}
+
 variable "admin_email" {
   description = "E-mail of the Sentry admin user."
   type        = string

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::normalize::from_jiff;
+use crate::routing::Destination;
 use crate::shutdown::Shutdown;
 use crate::source::watch_scopes;
 
@@ -230,7 +231,7 @@ impl CronMonitor {
         let config = self.schedule(&run.namespace, &run.cronjob).await;
         let check_in = check_in(&run, config, self.config.environment.as_deref());
         debug!(cronjob = %run.cronjob, namespace = %run.namespace, status = ?check_in.status, "check-in");
-        self.delivery.check_in(check_in).await;
+        self.delivery.check_in(check_in, &Destination::Main).await;
         self.sent.put(run.job_uid, run.phase);
     }
 

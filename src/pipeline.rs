@@ -270,7 +270,12 @@ impl Reporter {
             self.metrics.event_lag.observe(lag);
         }
         debug!(namespace = %event.namespace, reason = %event.reason, object = %event.involved.name, root = %enrichment.chain.root().name, "reporting");
-        if self.delivery.deliver(sentry_event, &destination).await != Handoff::Dropped {
+        if self
+            .delivery
+            .deliver(sentry_event, &destination, None)
+            .await
+            != Handoff::Dropped
+        {
             self.metrics.reported.inc();
         }
     }

@@ -53,6 +53,81 @@ pub fn duration(value: &str) -> Parsed<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A size in bytes: `1048576`, `512Ki`, `64Mi`, `1Gi` (`KiB`/`MiB`/`GiB` too).
+pub fn bytes(value: &str) -> Parsed<usize> {
+    let v = value.trim();
+    let digits = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let number: usize = v[..digits]
+        .parse()
+        .map_err(|_| "expected a size such as 16Mi, 512Ki or 1048576".to_string())?;
+    let unit = match v[digits..].trim().trim_end_matches('B') {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return Err("unknown unit; use Ki, Mi or Gi (or none for bytes)".into()),
+    };
+    number
+        .checked_mul(unit)
+        .ok_or_else(|| "too large".to_string())
+}
+
+/// A Sentry environment: what Sentry accepts (at most 64 characters; no newline, tab or
+/// `/`; not `None`); blank is none.
+pub fn environment(value: &str) -> Parsed<Option<String>> {
+    let Some(value) = text(value)? else {
+        return Ok(None);
+    };
+    if value.chars().count() > 64 || value.contains(['\n', '\r', '\t', '/']) || value == "None" {
+        return Err(
+            "Sentry refuses this environment: at most 64 characters, no newline, tab or '/', not \"None\""
+                .into(),
+        );
+    }
+    Ok(Some(value))
+}
+
+/// A Sentry release: what Sentry accepts (at most 200 characters; no newline, tab, `/` or
+/// `\\`; not `.`, `..` or blank); blank is none.
+pub fn release(value: &str) -> Parsed<Option<String>> {
+    let Some(value) = text(value)? else {
+        return Ok(None);
+    };
+    if value.chars().count() > 200
+        || value.contains(['\n', '\r', '\t', '/', '\\'])
+        || value == "."
+        || value == ".."
+    {
+        return Err(
+            "Sentry refuses this release: at most 200 characters, no newline, tab, '/' or '\\', not '.' or '..'"
+                .into(),
+        );
+    }
+    Ok(Some(value))
+}
+
+/// A proxy URL (`http://[user:password@]host:port`, or `host:port`); blank is none.
+pub fn proxy(value: &str) -> Parsed<Option<String>> {
+    let Some(value) = text(value)? else {
+        return Ok(None);
+    };
+    let with_scheme = if value.contains("://") {
+        value.clone()
+    } else {
+        format!("http://{value}")
+    };
+    let uri: hyper::Uri = with_scheme
+        .parse()
+        .map_err(|_| "expected a proxy URL such as http://proxy.example.com:3128".to_string())?;
+    match uri.scheme_str() {
+        Some("http") if uri.host().is_some() => Ok(Some(with_scheme)),
+        Some("http") => Err("the proxy URL names no host".into()),
+        _ => {
+            Err("only http:// proxies are supported (HTTPS goes through them with CONNECT)".into())
+        }
+    }
+}
+
 /// A whole number, 0 allowed.
 pub fn count(value: &str) -> Parsed<usize> {
     value

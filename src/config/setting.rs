@@ -26,6 +26,8 @@ pub struct Setting {
     /// A blank value means something (`SENTRY_K8S_HTTP_ADDR=` disables the server)
     /// instead of the default.
     pub blank_is_value: bool,
+    /// The lower-case spelling is read too, silently (`https_proxy`, as curl reads it).
+    pub lowercase_alias: bool,
     pub origin: Origin,
 }
 
@@ -38,8 +40,15 @@ impl Setting {
             doc,
             secret: false,
             blank_is_value: false,
+            lowercase_alias: false,
             origin: Origin::Operator,
         }
+    }
+
+    #[must_use]
+    pub const fn lowercase_alias(mut self) -> Self {
+        self.lowercase_alias = true;
+        self
     }
 
     #[must_use]
@@ -95,6 +104,11 @@ impl Setting {
             return Vec::new();
         }
         vec![self.name.replacen('_', "", 2), self.name.replace('_', "")]
+    }
+
+    /// The silent lower-case spelling, if this variable has one.
+    pub fn lowercase(&self) -> Option<String> {
+        self.lowercase_alias.then(|| self.name.to_ascii_lowercase())
     }
 }
 

@@ -58,9 +58,9 @@ settings! {
     /// where events go; empty: dry run (events printed as JSON lines)
     dsn: Option<Dsn> = "SENTRY_DSN" ("") parse::dsn, secret;
     /// Sentry environment of every event
-    environment: Option<String> = "SENTRY_ENVIRONMENT" ("") parse::text;
+    environment: Option<String> = "SENTRY_ENVIRONMENT" ("") parse::environment;
     /// Sentry release of every event
-    release: Option<String> = "SENTRY_RELEASE" ("") parse::text;
+    release: Option<String> = "SENTRY_RELEASE" ("") parse::release;
     /// comma-separated namespaces, or `__all__` for one cluster-wide watch; duplicates are watched once
     namespaces: Namespaces = "SENTRY_K8S_WATCH_NAMESPACES" ("default") parse::namespaces;
     /// report events already stored at start
@@ -93,8 +93,16 @@ settings! {
     queue_size: NonZeroUsize = "SENTRY_K8S_QUEUE_SIZE" ("1000") parse::positive;
     /// how long the pipeline waits for room in a full queue before dropping an event (counted)
     queue_timeout: Duration = "SENTRY_K8S_QUEUE_TIMEOUT" ("5m") parse::duration;
+    /// bytes the queued envelopes may hold (compressed), beside their count
+    queue_bytes: usize = "SENTRY_K8S_QUEUE_BYTES" ("16Mi") parse::bytes;
     /// requests to Sentry in flight
     send_concurrency: NonZeroUsize = "SENTRY_K8S_SEND_CONCURRENCY" ("4") parse::positive;
+    /// the longest one request to Sentry may take, headers and body, before it is retried
+    send_timeout: Duration = "SENTRY_K8S_SEND_TIMEOUT" ("30s") parse::duration;
+    /// how long an envelope may wait for a destination that keeps failing before it is dropped (counted)
+    delivery_max_age: Duration = "SENTRY_K8S_DELIVERY_MAX_AGE" ("1h") parse::duration;
+    /// destinations (DSNs) served at once; an event for one more while all have envelopes pending is dropped (counted)
+    destinations: NonZeroUsize = "SENTRY_K8S_DESTINATIONS" ("100") parse::positive;
     /// the apiserver's `--event-ttl`; remembered events expire 10 minutes after it
     event_ttl: Duration = "SENTRY_K8S_EVENT_TTL" ("1h") parse::duration;
     /// events remembered for deduplication (least recently seen evicted first, counted)
@@ -125,6 +133,14 @@ settings! {
     hostname_var: Option<String> = "HOSTNAME" ("") parse::text, platform, shown("the system's host name");
     /// a tracing filter for the agent's own logs; overrides `SENTRY_K8S_LOG_LEVEL`
     rust_log: Option<String> = "RUST_LOG" ("") parse::text, platform;
+    /// proxy for `https` DSNs, `http://[user:password@]host:port` (`https_proxy` too)
+    https_proxy: Option<String> = "HTTPS_PROXY" ("") parse::proxy, platform, secret, lowercase_alias;
+    /// proxy for `http` DSNs (`http_proxy` too)
+    http_proxy: Option<String> = "HTTP_PROXY" ("") parse::proxy, platform, secret, lowercase_alias;
+    /// proxy for both when the two above are unset (`all_proxy` too)
+    all_proxy: Option<String> = "ALL_PROXY" ("") parse::proxy, platform, secret, lowercase_alias;
+    /// hosts, `.domains`, IPs or CIDRs reached without the proxy, comma-separated; `*` for all (`no_proxy` too)
+    no_proxy: Option<String> = "NO_PROXY" ("") parse::text, platform, lowercase_alias;
 }
 
 /// Variables a library reads for the agent: documented with the rest, parsed by nobody here.

@@ -21,6 +21,12 @@ impl Vars {
         let mut known: Vec<String> = Vec::new();
         for setting in table {
             known.push(setting.name.to_string());
+            if let Some(lower) = setting.lowercase()
+                && !given.contains_key(setting.name)
+                && let Some(value) = given.get(&lower)
+            {
+                values.insert(setting.name.to_string(), value.clone());
+            }
             for alias in setting.aliases() {
                 known.push(alias.clone());
                 let Some(value) = given.get(&alias) else {

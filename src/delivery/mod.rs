@@ -1,33 +1,44 @@
-//! Delivery: where finished Sentry events go.
+//! Delivery: where finished Sentry events and check-ins go.
 //!
-//! With a DSN, each event is captured by the `sentry::Client` of its DSN (the main one, or a
-//! per-object one), whose transport is our bounded [`outbox`]; [`sender`] workers post the
-//! envelopes. Without a DSN (or with `SENTRY_K8S_DRY_RUN`), each event is printed as one
-//! JSON line on stdout instead.
+//! With a DSN, each one is encoded with the SDK's envelope code ([`envelope`]) into a place
+//! reserved in the bounded [`queue`] (the pipeline waits, with a deadline, while delivery
+//! is full: bursts wait instead of losing events), then sent by its destination's
+//! [`lane`] over [`http`], honouring Sentry's [`rate_limit`]s. Without a DSN (or with
+//! `SENTRY_K8S_DRY_RUN`), each is printed as one JSON line on stdout instead. What can
+//! happen to an envelope is in [`outcome`]; everything held counts against one [`budget`].
+//!
+//! `sentry::Client` is not in the path: events are built whole by `convert` (environment,
+//! release, SDK info included), so the client would only hand them to a transport — and
+//! its synchronous `Transport::send_envelope` cannot wait for room or carry a reservation.
 
-pub mod outbox;
+pub mod budget;
+pub mod envelope;
+pub mod http;
+pub mod lane;
 pub mod outcome;
+pub mod queue;
 pub mod rate_limit;
-pub mod sender;
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sentry::protocol::{EnvelopeItem, Event, MonitorCheckIn};
+use sentry::protocol::{Event, MonitorCheckIn};
 use sentry::types::Dsn;
-use sentry::{ClientOptions, Envelope};
-use tokio::task::JoinHandle;
+use tokio::sync::Semaphore;
 use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::redact::describe_dsn;
 use crate::routing::Destination;
-use outbox::{Outbox, QueueTransportFactory, Refused};
+use budget::Budget;
+use envelope::Encoder;
+use http::{ProxyVars, Transports};
+use lane::Done;
 use outcome::DropReason;
-use sender::{Sender, USER_AGENT};
+use queue::Queue;
+use rate_limit::Category;
 
 /// Why delivery could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,36 +47,18 @@ pub enum DeliveryError {
     NoCaCertificates(#[source] std::io::Error),
 }
 
-/// The options every client shares (the main one and per-object ones).
-fn client_options(dsn: &Dsn, config: &Config, outbox: &Outbox) -> ClientOptions {
-    let mut options = ClientOptions::new()
-        .default_integrations(false)
-        .shutdown_timeout(config.shutdown_timeout)
-        .transport(QueueTransportFactory {
-            outbox: outbox.clone(),
-        });
-    options.dsn = Some(dsn.clone());
-    options.environment = config.environment.clone().map(Into::into);
-    options.release = config.release.clone().map(Into::into);
-    options.user_agent = USER_AGENT.into();
-    options
-}
-
 /// Sending to Sentry.
-pub struct SentryDelivery {
-    main: Arc<sentry::Client>,
-    clients: Mutex<HashMap<String, Arc<sentry::Client>>>,
-    outbox: Outbox,
-    config: Config,
+struct SentryDelivery {
+    queue: Queue,
+    encoder: Mutex<Encoder>,
+    queue_timeout: Duration,
     metrics: Metrics,
-    workers: JoinHandle<()>,
 }
 
-/// Where events go.
-pub enum Delivery {
-    Sentry(Box<SentryDelivery>),
-    /// One JSON line per event on stdout.
-    DryRun,
+/// Where events go: to Sentry, or (the dry run) one JSON line per event on stdout.
+pub struct Delivery {
+    sentry: Option<SentryDelivery>,
+    metrics: Metrics,
 }
 
 /// What happened to one event handed to delivery.
@@ -73,12 +66,12 @@ pub enum Delivery {
 pub enum Handoff {
     Queued,
     Printed,
-    /// Dropped (counted and logged): the queue stayed full past the deadline, or shutdown.
+    /// Dropped (counted and logged): no room in time, not encodable, or shutdown.
     Dropped,
 }
 
 impl Delivery {
-    /// Starts the sender workers (or the dry run) for the configuration.
+    /// Starts the main destination's sender (or the dry run) for the configuration.
     pub fn start(config: &Config, metrics: &Metrics) -> Result<Self, DeliveryError> {
         let Some(dsn) = config.dsn.as_ref().filter(|_| !config.dry_run) else {
             if config.dsn.is_none() {
@@ -88,72 +81,107 @@ impl Delivery {
             } else {
                 info!("SENTRY_K8S_DRY_RUN is on: events are printed to stdout instead of sent");
             }
-            return Ok(Delivery::DryRun);
+            return Ok(Delivery {
+                sentry: None,
+                metrics: metrics.clone(),
+            });
         };
-        let (outbox, rx) = Outbox::new(config.queue_size, metrics.clone());
-        let http = sender::http_client(dsn.scheme() == sentry::types::Scheme::Https)
+        let proxies = ProxyVars {
+            https: config.https_proxy.clone(),
+            http: config.http_proxy.clone(),
+            all: config.all_proxy.clone(),
+            no: config.no_proxy.clone(),
+        };
+        let need_ca = dsn.scheme() == sentry::types::Scheme::Https;
+        let transports = Transports::new(need_ca, &proxies, config.send_timeout)
             .map_err(DeliveryError::NoCaCertificates)?;
-        let sender = Arc::new(Sender::new(http, metrics.clone(), outbox.pending.clone()));
-        let workers = tokio::spawn(sender.run(rx, config.send_concurrency.get()));
-        let main = Arc::new(sentry::Client::with_options(client_options(
-            dsn, config, &outbox,
-        )));
-        info!(dsn = %describe_dsn(dsn), queue = config.queue_size, "sending events to Sentry");
-        Ok(Delivery::Sentry(Box::new(SentryDelivery {
-            main,
-            clients: Mutex::new(HashMap::new()),
-            outbox,
-            config: config.clone(),
+        let shared = lane::Shared {
+            budget: Arc::new(Budget::new(
+                config.queue_size.get(),
+                config.queue_bytes,
+                metrics.queue_depth.clone(),
+            )),
+            sends: Arc::new(Semaphore::new(config.send_concurrency.get())),
             metrics: metrics.clone(),
-            workers,
-        })))
+            max_age: config.delivery_max_age,
+        };
+        let queue = Queue::new(dsn, transports, shared, config.destinations);
+        info!(dsn = %describe_dsn(dsn), queue = config.queue_size, "sending events to Sentry");
+        Ok(Delivery {
+            sentry: Some(SentryDelivery {
+                queue,
+                encoder: Mutex::new(Encoder::new()),
+                queue_timeout: config.queue_timeout,
+                metrics: metrics.clone(),
+            }),
+            metrics: metrics.clone(),
+        })
     }
 
-    /// Hands one event over to its destination. Waits for room in the queue up to
-    /// `SENTRY_K8S_QUEUE_TIMEOUT`.
-    pub async fn deliver(&self, event: Event<'static>, destination: &Destination) -> Handoff {
-        match self {
-            Delivery::DryRun => print_line(&event),
-            Delivery::Sentry(sentry) => {
-                let dsn = match destination {
-                    Destination::Main => None,
-                    Destination::Custom(dsn) => Some(dsn),
-                };
-                let client = sentry.client_for(dsn);
+    /// Hands one event over to its destination. Waits for room up to
+    /// `SENTRY_K8S_QUEUE_TIMEOUT`. `done` hears the envelope's fate.
+    pub async fn deliver(
+        &self,
+        event: Event<'static>,
+        destination: &Destination,
+        done: Option<Done>,
+    ) -> Handoff {
+        match &self.sentry {
+            None => print_line(&event, &self.metrics),
+            Some(sentry) => {
                 sentry
-                    .queue(|| {
-                        client.capture_event(event, None);
+                    .send(destination, Category::Error, done, || {
+                        envelope::of_event(event)
                     })
                     .await
             }
         }
     }
 
-    /// Sends a Sentry Crons check-in through the main DSN.
-    pub async fn check_in(&self, check_in: MonitorCheckIn) -> Handoff {
-        match self {
-            Delivery::DryRun => print_line(&serde_json::json!({ "check_in": check_in })),
-            Delivery::Sentry(sentry) => {
-                let mut envelope = Envelope::new();
-                envelope.add_item(EnvelopeItem::MonitorCheckIn(check_in));
-                let client = sentry.main.clone();
-                sentry.queue(move || client.send_envelope(envelope)).await
+    /// Sends a Sentry Crons check-in to its destination, like an event.
+    pub async fn check_in(&self, check_in: MonitorCheckIn, destination: &Destination) -> Handoff {
+        match &self.sentry {
+            None => print_line(&serde_json::json!({ "check_in": check_in }), &self.metrics),
+            Some(sentry) => {
+                sentry
+                    .send(destination, Category::Monitor, None, || {
+                        envelope::of_check_in(check_in)
+                    })
+                    .await
             }
         }
     }
 
     /// Flushes everything within `timeout`; returns how many envelopes were left unsent.
     pub async fn shutdown(&self, timeout: Duration) -> usize {
-        match self {
-            Delivery::DryRun => 0,
-            Delivery::Sentry(sentry) => sentry.shutdown(timeout).await,
+        match &self.sentry {
+            None => 0,
+            Some(sentry) => {
+                let left = sentry.queue.shutdown(timeout).await;
+                if left > 0 {
+                    warn!(
+                        left,
+                        ?timeout,
+                        "shutdown deadline reached with envelopes unsent"
+                    );
+                }
+                left
+            }
         }
     }
 }
 
-/// The dry run's output: one JSON document per line on stdout.
-fn print_line(value: &impl serde::Serialize) -> Handoff {
-    let line = serde_json::to_string(value).expect("protocol types serialize");
+/// The dry run's output: one JSON document per line on stdout; what cannot be printed is
+/// counted and skipped.
+fn print_line(value: &impl serde::Serialize, metrics: &Metrics) -> Handoff {
+    let line = match serde_json::to_string(value) {
+        Ok(line) => line,
+        Err(e) => {
+            metrics.sentry_dropped.inc(DropReason::Rejected);
+            warn!("cannot print an event ({e}); skipped");
+            return Handoff::Dropped;
+        }
+    };
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
@@ -161,67 +189,45 @@ fn print_line(value: &impl serde::Serialize) -> Handoff {
 }
 
 impl SentryDelivery {
-    fn client_for(&self, dsn: Option<&Dsn>) -> Arc<sentry::Client> {
-        let Some(dsn) = dsn.filter(|d| Some(*d) != self.main.dsn()) else {
-            return self.main.clone();
+    /// Reserves a place, encodes the envelope, fills the place.
+    async fn send(
+        &self,
+        destination: &Destination,
+        category: Category,
+        done: Option<Done>,
+        envelope: impl FnOnce() -> sentry::Envelope,
+    ) -> Handoff {
+        let dsn: Option<&Dsn> = match destination {
+            Destination::Main => None,
+            Destination::Custom(dsn) => Some(dsn),
         };
-        let mut clients = self.clients.lock().unwrap();
-        clients
-            .entry(dsn.to_string())
-            .or_insert_with(|| {
-                info!(dsn = %describe_dsn(dsn), "created a client for a per-object DSN");
-                Arc::new(sentry::Client::with_options(client_options(
-                    dsn,
-                    &self.config,
-                    &self.outbox,
-                )))
-            })
-            .clone()
-    }
-
-    /// Reserves room in the queue, then lets `capture` fill it through the SDK.
-    async fn queue(&self, capture: impl FnOnce()) -> Handoff {
-        match self
-            .outbox
-            .send_with(self.config.queue_timeout, capture)
-            .await
-        {
-            Ok(()) => Handoff::Queued,
+        let reservation = match self.queue.reserve(dsn, category, self.queue_timeout).await {
+            Ok(reservation) => reservation,
             Err(refused) => {
-                let reason = match refused {
-                    Refused::Full => DropReason::QueueFull,
-                    Refused::Closed => DropReason::Shutdown,
-                };
+                let reason = refused.reason();
                 self.metrics.sentry_dropped.inc(reason);
-                let reason = reason.as_str();
-                match refused {
-                    Refused::Full => warn!(
-                        reason,
-                        waited = ?self.config.queue_timeout,
-                        "dropped an event: the delivery queue stayed full (is Sentry reachable?)"
-                    ),
-                    Refused::Closed => warn!(reason, "dropped an event: delivery has shut down"),
-                }
+                warn!(
+                    reason = reason.as_str(),
+                    waited = ?self.queue_timeout,
+                    "dropped an envelope: no room in the delivery queue (is Sentry reachable?)"
+                );
+                return Handoff::Dropped;
+            }
+        };
+        let encoded = self.encoder.lock().unwrap().encode(&envelope());
+        match encoded {
+            Ok(body) => {
+                reservation.fill(body, done);
+                Handoff::Queued
+            }
+            Err(reason) => {
+                self.metrics.sentry_dropped.inc(reason);
+                warn!(
+                    reason = reason.as_str(),
+                    "dropped an envelope Sentry would not accept"
+                );
                 Handoff::Dropped
             }
         }
-    }
-
-    async fn shutdown(&self, timeout: Duration) -> usize {
-        let pending = self.outbox.pending.clone();
-        let drained = tokio::task::spawn_blocking(move || pending.wait_drained(timeout))
-            .await
-            .unwrap_or(false);
-        let left = self.outbox.pending.get();
-        self.workers.abort();
-        if !drained && left > 0 {
-            self.metrics.sentry_dropped.add(DropReason::Shutdown, left);
-            warn!(
-                left,
-                ?timeout,
-                "shutdown deadline reached with envelopes unsent"
-            );
-        }
-        left
     }
 }

@@ -15,6 +15,13 @@ label_enum! {
         Unauthorized = "unauthorized",
         /// Still queued when the shutdown deadline passed.
         Shutdown = "shutdown",
+        /// Waited longer than `SENTRY_K8S_DELIVERY_MAX_AGE` for a destination that kept failing.
+        Undeliverable = "undeliverable",
+        /// The queue was full: the oldest envelope of a destination that was not delivering
+        /// (failing or rate-limited) gave way to another's.
+        DestinationBacklog = "destination_backlog",
+        /// `SENTRY_K8S_DESTINATIONS` destinations all had envelopes pending; one more was refused.
+        TooManyDestinations = "too_many_destinations",
     }
 }
 

@@ -196,8 +196,12 @@ async fn shutdown_is_not_held_up_by_an_event_waiting_for_a_full_queue() {
         .await;
     world.server.create_all(burst(4, "blocked")).unwrap();
     let metrics = agent.metrics.clone();
-    // One envelope in flight, one queued: the pipeline is now waiting for room.
-    eventually("the queue to fill", || metrics.reported.get() >= 2).await;
+    // The one place is held (in flight or waiting for a retry): the pipeline now waits
+    // for room with the next event.
+    eventually("the queue to fill", || {
+        metrics.reported.get() >= 1 && metrics.queue_depth.get() == 1
+    })
+    .await;
     // Stopping must finish within the shutdown budget, not the five minutes.
     let stopped = agent.stop().await;
     assert!(stopped.unsent >= 1);

@@ -13,7 +13,7 @@ use lru::LruCache;
 
 use crate::event::KubeEvent;
 use crate::labels::label_enum;
-use crate::limits::{MAX_CRUMB_MESSAGE_CHARS, truncate};
+use crate::limits::{MAX_CRUMB_MESSAGE_CHARS, MAX_TAG_VALUE_CHARS, truncate};
 
 /// One earlier occurrence.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,10 +34,10 @@ impl Crumb {
         Self {
             at,
             warning: !event.is_normal(),
-            reason: event.reason.clone(),
+            reason: truncate(&event.reason, MAX_TAG_VALUE_CHARS).into_owned(),
             message: truncate(&event.message, MAX_CRUMB_MESSAGE_CHARS).into_owned(),
-            kind: event.involved.kind.clone(),
-            name: event.involved.name.clone(),
+            kind: truncate(&event.involved.kind, MAX_TAG_VALUE_CHARS).into_owned(),
+            name: truncate(&event.involved.name, MAX_TAG_VALUE_CHARS).into_owned(),
             count: event.count(),
             event_uid: event.uid.clone(),
         }

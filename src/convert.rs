@@ -15,7 +15,10 @@ use crate::config::Config;
 use crate::enrich::Enrichment;
 use crate::event::KubeEvent;
 use crate::grouping::{self, Scope};
-use crate::limits::{MAX_MESSAGE_CHARS, MAX_TAG_KEY_CHARS, tag_value, truncate};
+use crate::limits::{
+    MAX_CONTEXT_STRING_CHARS, MAX_CULPRIT_CHARS, MAX_FINGERPRINT_PART_CHARS, MAX_MESSAGE_CHARS,
+    event_time, tag_key, tag_value, truncate,
+};
 
 /// Namespace for deterministic event ids: the same occurrence always gets the same id, so
 /// Sentry discards a resend instead of storing it twice.
@@ -56,13 +59,31 @@ pub fn event_id(event: &KubeEvent) -> uuid::Uuid {
 }
 
 fn insert_tag(tags: &mut BTreeMap<String, String>, key: &str, value: &str) {
-    if let Some(value) = tag_value(value) {
-        tags.insert(truncate(key, MAX_TAG_KEY_CHARS).into_owned(), value);
+    if let (Some(key), Some(value)) = (tag_key(key), tag_value(value)) {
+        tags.insert(key, value);
+    }
+}
+
+/// Every string in a context value cut to [`MAX_CONTEXT_STRING_CHARS`].
+fn cut_strings(value: Value) -> Value {
+    match value {
+        Value::String(text) => match truncate(&text, MAX_CONTEXT_STRING_CHARS) {
+            Cow::Borrowed(_) => Value::String(text),
+            Cow::Owned(cut) => Value::String(cut),
+        },
+        Value::Array(items) => Value::Array(items.into_iter().map(cut_strings).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k, cut_strings(v)))
+                .collect(),
+        ),
+        other => other,
     }
 }
 
 fn context(value: Value) -> Context {
-    match value {
+    match cut_strings(value) {
         Value::Object(fields) => Context::Other(
             fields
                 .into_iter()
@@ -73,13 +94,13 @@ fn context(value: Value) -> Context {
     }
 }
 
-fn breadcrumb(crumb: &Crumb) -> Breadcrumb {
+fn breadcrumb(crumb: &Crumb, now: DateTime<Utc>) -> Breadcrumb {
     let mut data = Map::new();
-    data.insert("kind".into(), json!(crumb.kind));
-    data.insert("name".into(), json!(crumb.name));
+    data.insert("kind".into(), cut_strings(json!(crumb.kind)));
+    data.insert("name".into(), cut_strings(json!(crumb.name)));
     data.insert("count".into(), json!(crumb.count));
     Breadcrumb {
-        timestamp: SystemTime::from(crumb.at),
+        timestamp: SystemTime::from(event_time(Some(crumb.at), now).0),
         ty: "default".into(),
         category: Some("k8s.event".into()),
         level: if crumb.warning {
@@ -92,11 +113,13 @@ fn breadcrumb(crumb: &Crumb) -> Breadcrumb {
     }
 }
 
-/// The Sentry event for one occurrence of a Kubernetes event, enriched.
+/// The Sentry event for one occurrence of a Kubernetes event, enriched, as reported at
+/// `now` (the timestamp when the event's own time is one Sentry would not keep).
 pub fn to_sentry_event(
     event: &KubeEvent,
     enrichment: &Enrichment,
     settings: &Settings,
+    now: DateTime<Utc>,
 ) -> Event<'static> {
     let (message, combined) = grouping::strip_combined(&event.message);
     let involved = &event.involved;
@@ -174,6 +197,7 @@ pub fn to_sentry_event(
         container,
     };
     let fingerprint = grouping::fingerprint(&scope, &event.message);
+    let (timestamp, replaced) = event_time(event.occurred_at(), now);
 
     let mut contexts = Map::new();
     contexts.insert(
@@ -195,6 +219,8 @@ pub fn to_sentry_event(
             "action": event.action,
             "resource_version": event.resource_version,
             "message_length": (length > MAX_MESSAGE_CHARS).then_some(length),
+            // Kept when Sentry would not take it (before 1970, months old, in the future).
+            "original_time": replaced.then(|| event.occurred_at().map(rfc3339)).flatten(),
         })),
     );
     contexts.insert(
@@ -229,12 +255,15 @@ pub fn to_sentry_event(
         level: Level::Error,
         message: Some(truncate(&full_message, MAX_MESSAGE_CHARS).into_owned()),
         logger: Some("kubernetes.events".into()),
-        culprit: Some(format!("{namespace}/{}/{root_name}", root.kind)),
+        culprit: Some(
+            truncate(
+                &format!("{namespace}/{}/{root_name}", root.kind),
+                MAX_CULPRIT_CHARS,
+            )
+            .into_owned(),
+        ),
         platform: Cow::Borrowed("other"),
-        timestamp: event
-            .occurred_at()
-            .map(SystemTime::from)
-            .unwrap_or_else(SystemTime::now),
+        timestamp: SystemTime::from(timestamp),
         environment: settings.environment.clone().map(Cow::Owned),
         release: settings.release.clone().map(Cow::Owned),
         tags,
@@ -242,10 +271,15 @@ pub fn to_sentry_event(
         breadcrumbs: enrichment
             .breadcrumbs
             .iter()
-            .map(breadcrumb)
+            .map(|crumb| breadcrumb(crumb, now))
             .collect::<Vec<_>>()
             .into(),
-        fingerprint: Cow::Owned(fingerprint.into_iter().map(Cow::Owned).collect()),
+        fingerprint: Cow::Owned(
+            fingerprint
+                .into_iter()
+                .map(|part| Cow::Owned(truncate(&part, MAX_FINGERPRINT_PART_CHARS).into_owned()))
+                .collect(),
+        ),
         sdk: Some(Cow::Owned(ClientSdkInfo {
             name: "sentry.rust.kubernetes".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -261,6 +295,10 @@ mod tests {
     use super::*;
     use crate::event::ObjectRef;
     use crate::limits::MAX_TAG_VALUE_CHARS;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-21T07:00:00Z".parse().unwrap()
+    }
 
     fn backoff() -> KubeEvent {
         KubeEvent {
@@ -299,7 +337,7 @@ mod tests {
             environment: Some("prod".into()),
             release: Some("1.2.3".into()),
         };
-        let e = to_sentry_event(&backoff(), &Enrichment::bare(&backoff()), &settings);
+        let e = to_sentry_event(&backoff(), &Enrichment::bare(&backoff()), &settings, now());
         assert_eq!(
             e.message.as_deref(),
             Some("web-1: Back-off restarting failed container app in pod web-1_shop(p1)")
@@ -357,7 +395,7 @@ mod tests {
         let mut ev = backoff();
         ev.message = "é".repeat(1 << 20);
         ev.reason = format!("Reason\n{}", "x".repeat(500));
-        let e = to_sentry_event(&ev, &Enrichment::bare(&ev), &Settings::default());
+        let e = to_sentry_event(&ev, &Enrichment::bare(&ev), &Settings::default(), now());
         let message = e.message.unwrap();
         assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS);
         assert!(message.ends_with('…'));
@@ -368,5 +406,53 @@ mod tests {
             panic!()
         };
         assert_eq!(ctx["message_length"], (1 << 20) + "web-1: ".len());
+    }
+
+    #[test]
+    fn hostile_events_serialise_within_sentrys_limits_with_the_original_time_kept() {
+        let mut ev = backoff();
+        ev.last_timestamp = Some("1969-07-20T20:17:40Z".parse().unwrap());
+        ev.first_timestamp = ev.last_timestamp;
+        ev.reason = "R".repeat(300_000);
+        ev.involved.kind = "Odd Kind/with spaces".into();
+        ev.involved.name = "n".repeat(5000);
+        ev.source_component = "c".repeat(5000);
+        let mut enrichment = Enrichment::bare(&ev);
+        enrichment.breadcrumbs.push(Crumb {
+            at: "1969-01-01T00:00:00Z".parse().unwrap(),
+            warning: true,
+            reason: "Old".into(),
+            message: "older still".into(),
+            kind: "Pod".into(),
+            name: "p".into(),
+            count: 1,
+            event_uid: "e0".into(),
+        });
+        let e = to_sentry_event(&ev, &enrichment, &Settings::default(), now());
+        let json = serde_json::to_value(&e).expect("serialisable: no time before 1970");
+        assert_eq!(e.timestamp, SystemTime::from(now()), "reported at receipt");
+        let Context::Other(ctx) = &e.contexts["kubernetes_event"] else {
+            panic!()
+        };
+        assert_eq!(ctx["original_time"], "1969-07-20T20:17:40.000000Z");
+        assert!(ctx["reason"].as_str().unwrap().chars().count() <= MAX_CONTEXT_STRING_CHARS);
+        assert!(e.tags["reason"].chars().count() <= MAX_TAG_VALUE_CHARS);
+        assert!(
+            e.tags.contains_key("odd_kind_with_spaces_name"),
+            "{:?}",
+            e.tags.keys()
+        );
+        assert!(e.culprit.as_ref().unwrap().chars().count() <= MAX_CULPRIT_CHARS);
+        assert!(
+            e.fingerprint
+                .iter()
+                .all(|p| p.chars().count() <= MAX_FINGERPRINT_PART_CHARS)
+        );
+        assert!(
+            json["breadcrumbs"]["values"][0]["timestamp"]
+                .as_f64()
+                .unwrap()
+                > 0.0
+        );
     }
 }

@@ -33,7 +33,7 @@ pub struct Health {
 }
 
 impl Health {
-    /// `scopes` names each watch; `stall_limit` is how long the pipeline may show no sign of
+    /// `scopes` names each watch (`events in default`); `stall_limit` is how long the pipeline may show no sign of
     /// life (it may legitimately wait that long for room in the delivery queue).
     pub fn new(scopes: Vec<String>, stall_limit: Duration) -> Arc<Self> {
         Arc::new(Self {
@@ -96,7 +96,7 @@ impl Health {
             Ok(())
         } else {
             Err(format!(
-                "waiting for the initial list of events in: {}",
+                "waiting for the initial list of: {}",
                 waiting.join(", ")
             ))
         }

@@ -124,13 +124,17 @@ impl Agent {
         let config = self.config;
         let (client, connection) = cluster::connect(&config).await?;
         info!(?connection, namespaces = ?config.namespaces, historical = config.historical, "connected");
-        let scopes: Vec<String> = source::watch_scopes(&config.namespaces)
+        let event_watches = source::watch_scopes(&config.namespaces).len();
+        let mut watch_names: Vec<String> = source::watch_scopes(&config.namespaces)
             .iter()
-            .map(|scope| source::scope_name(scope).to_string())
+            .map(|scope| format!("events in {}", source::scope_name(scope)))
             .collect();
+        if config.monitor_cronjobs {
+            watch_names.extend(crons::watch_names(&config));
+        }
         let stall_limit =
             (config.queue_timeout + Duration::from_secs(60)).max(Duration::from_secs(120));
-        let health = Health::new(scopes.clone(), stall_limit);
+        let health = Health::new(watch_names, stall_limit);
         let http = match config.http_addr {
             Some(addr) => {
                 let (bound, task) = health::serve(addr, health.clone(), self.metrics.clone())
@@ -143,18 +147,26 @@ impl Agent {
         };
         let delivery = Arc::new(Delivery::start(&config, &self.metrics)?);
         let shutdown = Shutdown::new(config.shutdown_timeout);
-        let crons = config.monitor_cronjobs.then(|| {
-            let monitor = crons::CronMonitor::new(client.clone(), config.clone(), delivery.clone());
-            tokio::spawn(monitor.run(shutdown.clone()))
-        });
         let pipeline = Pipeline::new(
             &config,
             client.clone(),
             delivery.clone(),
             &self.metrics,
             health.clone(),
-            scopes.len(),
+            event_watches,
         );
+        let crons = config.monitor_cronjobs.then(|| {
+            let monitor = crons::CronMonitor::new(
+                client.clone(),
+                config.clone(),
+                delivery.clone(),
+                pipeline.resolver(),
+                self.metrics.clone(),
+                health.clone(),
+                event_watches,
+            );
+            tokio::spawn(monitor.run(shutdown.clone()))
+        });
         let source = source::event_source(client, &config.namespaces);
         let mut pipeline = tokio::spawn(pipeline.run(source, shutdown.clone()));
         let failure = tokio::select! {

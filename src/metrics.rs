@@ -24,7 +24,7 @@ use crate::filter::Filtered;
 use crate::normalize::Malformed;
 use crate::owners::cache::LookupOutcome;
 use crate::routing::RouteOutcome;
-use crate::source::WatchErrorKind;
+use crate::source::{WatchErrorKind, WatchedResource};
 
 /// A label set of one label whose values are one of our label enums.
 macro_rules! label_set {
@@ -46,9 +46,18 @@ label_set!(TypeLabels { r#type: EventType });
 label_set!(OccurrenceLabels { kind: Verdict });
 label_set!(FilterLabels { filter: Filtered });
 label_set!(MalformedLabels { reason: Malformed });
-label_set!(WatchErrorLabels {
-    kind: WatchErrorKind
-});
+/// Watch errors by what was watched and what went wrong.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchErrorLabels {
+    pub resource: WatchedResource,
+    pub kind: WatchErrorKind,
+}
+
+impl From<(WatchedResource, WatchErrorKind)> for WatchErrorLabels {
+    fn from((resource, kind): (WatchedResource, WatchErrorKind)) -> Self {
+        Self { resource, kind }
+    }
+}
 label_set!(DedupEvictionLabels {
     reason: dedup::Eviction
 });
@@ -117,7 +126,7 @@ pub struct Metrics {
     pub malformed: Counted<MalformedLabels>,
     /// Events handed to delivery.
     pub reported: Counter,
-    /// Watch errors, by `kind`.
+    /// Watch errors, by `resource` (events, cronjobs, jobs) and `kind`.
     pub watch_errors: Counted<WatchErrorLabels>,
     /// Initial lists and relists started.
     pub relists: Counter,

@@ -34,7 +34,7 @@ use crate::owners::cache::{CacheLimits, Meta};
 use crate::owners::{Chain, OwnerResolver, readable_resource};
 use crate::routing::{self, Router};
 use crate::shutdown::Shutdown;
-use crate::source::SourceItem;
+use crate::source::{SourceItem, WatchedResource};
 
 /// How often the pipeline proves it is alive while idle.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -101,7 +101,9 @@ impl Tracker {
                 Vec::new()
             }
             SourceItem::Failed { kind, .. } => {
-                self.metrics.watch_errors.inc(kind);
+                self.metrics
+                    .watch_errors
+                    .inc((WatchedResource::Events, kind));
                 Vec::new()
             }
         }
@@ -264,7 +266,8 @@ impl Reporter {
             self.metrics.custom_dsn.inc(outcome);
         }
         let destination = route.destination;
-        let sentry_event = convert::to_sentry_event(&event, &enrichment, &self.settings);
+        let sentry_event =
+            convert::to_sentry_event(&event, &enrichment, &self.settings, chrono::Utc::now());
         if let Some(at) = event.occurred_at() {
             let lag = (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0;
             self.metrics.event_lag.observe(lag);
@@ -313,6 +316,11 @@ impl Pipeline {
             custom_dsns: config.custom_dsns,
             health,
         }
+    }
+
+    /// The owner lookups (and their cache), for others that need them (Crons routing).
+    pub fn resolver(&self) -> OwnerResolver {
+        self.resolver.clone()
     }
 
     /// Runs until the source ends or the shutdown is triggered; then drains what is in

@@ -12,6 +12,15 @@ use crate::config::Namespaces;
 use crate::labels::label_enum;
 
 label_enum! {
+    /// What a watch watches.
+    pub enum WatchedResource {
+        Events = "events",
+        CronJobs = "cronjobs",
+        Jobs = "jobs",
+    }
+}
+
+label_enum! {
     /// What went wrong with a watch (`sentry_k8s_watch_errors_total{kind}`).
     pub enum WatchErrorKind {
         /// RBAC: the service account may not list or watch events here.
@@ -71,7 +80,12 @@ pub fn scope_name(scope: &Option<String>) -> &str {
 }
 
 /// Classifies and logs a watch error. 410s are routine (a relist follows); 403s mean RBAC.
-fn report_error(scope: &Option<String>, error: &watcher::Error) -> WatchErrorKind {
+pub fn report_error(
+    resource: WatchedResource,
+    scope: &Option<String>,
+    error: &watcher::Error,
+) -> WatchErrorKind {
+    let resource = resource.as_str();
     use kube::Error as KubeError;
     use watcher::Error as WatchError;
     let status = match error {
@@ -91,17 +105,20 @@ fn report_error(scope: &Option<String>, error: &watcher::Error) -> WatchErrorKin
     };
     let namespace = scope_name(scope);
     match (kind, status) {
-        (WatchErrorKind::Expired, _) => debug!(namespace, "event watch expired (410); relisting"),
+        (WatchErrorKind::Expired, _) => {
+            debug!(namespace, resource, "watch expired (410); relisting")
+        }
         (_, Some(status)) => warn!(
             namespace,
+            resource,
             code = status.code,
             reason = %status.reason,
-            "event watch failed: {}; retrying with backoff",
+            "{resource} watch failed: {}; retrying with backoff",
             status.message
         ),
         _ => warn!(
             namespace,
-            "event watch failed: {error}; retrying with backoff"
+            resource, "{resource} watch failed: {error}; retrying with backoff"
         ),
     }
     kind
@@ -139,7 +156,7 @@ pub fn event_source(
                         }
                         Err(error) => Some(SourceItem::Failed {
                             watch,
-                            kind: report_error(&scope, &error),
+                            kind: report_error(WatchedResource::Events, &scope, &error),
                         }),
                     };
                     std::future::ready(out)

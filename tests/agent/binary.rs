@@ -345,7 +345,7 @@ async fn probes_and_metrics_are_served() {
     eventually("readiness", || get("/readyz").ends_with("200")).await;
     let metrics = get("/metrics");
     for name in [
-        "sentry_k8s_watch_errors_total{kind=\"forbidden\"}",
+        "sentry_k8s_watch_errors_total{resource=\"events\",kind=\"forbidden\"}",
         "sentry_k8s_watches_ready 1",
         "sentry_k8s_events_reported_total",
         "sentry_k8s_queue_depth",

@@ -1,7 +1,7 @@
 //! Reaching the cluster: in-cluster over TLS with a service-account token, a kubeconfig,
 //! and `auto` choosing between them.
 
-use sentry_kubernetes::source::WatchErrorKind;
+use sentry_kubernetes::source::{WatchErrorKind, WatchedResource};
 use std::path::Path;
 
 use crate::common::{DEADLINE, World, eventually};
@@ -123,7 +123,10 @@ async fn a_rejected_token_is_counted_and_retried_without_crashing() {
     );
     let metrics = running.metrics.clone();
     eventually("401s counted", || {
-        metrics.watch_errors.get(WatchErrorKind::Unauthorized) >= 2
+        metrics
+            .watch_errors
+            .get((WatchedResource::Events, WatchErrorKind::Unauthorized))
+            >= 2
     })
     .await;
     assert_eq!(metrics.watches_ready.get(), 0);

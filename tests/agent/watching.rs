@@ -2,7 +2,7 @@
 //! 410, closed watches, duplicate namespaces, historical replay, RBAC denials.
 
 use sentry_kubernetes::filter::Filtered;
-use sentry_kubernetes::source::WatchErrorKind;
+use sentry_kubernetes::source::{WatchErrorKind, WatchedResource};
 use std::collections::HashMap;
 
 use crate::common::{DEADLINE, World, eventually};
@@ -94,7 +94,13 @@ async fn a_relist_after_compaction_resends_nothing_and_misses_nothing() {
             "during {n}: created in the gap, reported once"
         );
     }
-    assert!(agent.metrics.watch_errors.get(WatchErrorKind::Expired) >= 1);
+    assert!(
+        agent
+            .metrics
+            .watch_errors
+            .get((WatchedResource::Events, WatchErrorKind::Expired))
+            >= 1
+    );
     assert!(
         agent.metrics.deduplicated.get() >= 4,
         "the relisted events were recognised"
@@ -306,7 +312,10 @@ async fn a_watch_forbidden_by_rbac_is_retried_until_allowed() {
     );
     let metrics = running.metrics.clone();
     eventually("403s counted and retried", || {
-        metrics.watch_errors.get(WatchErrorKind::Forbidden) >= 2
+        metrics
+            .watch_errors
+            .get((WatchedResource::Events, WatchErrorKind::Forbidden))
+            >= 2
     })
     .await;
     assert_eq!(

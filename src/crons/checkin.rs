@@ -1,31 +1,12 @@
-//! Sentry Crons check-ins for CronJob runs (`SENTRY_K8S_MONITOR_CRONJOBS`): a Job started
-//! by a CronJob is an `in_progress` check-in, its completion an `ok` or `error` one. The
-//! first check-in of a run upserts the monitor with the CronJob's schedule, so monitors
-//! appear in Sentry without being created by hand. Each check-in is sent once.
-
-use std::num::NonZeroUsize;
-use std::sync::Arc;
+//! What a check-in says: the run a Job represents (`in_progress`, then `ok` or `error`), and
+//! the monitor configuration its CronJob's schedule gives, so monitors appear in Sentry
+//! without being created by hand. Pure: the Kubernetes objects in, the protocol types out.
 
 use chrono::{DateTime, Utc};
-use futures::{StreamExt, stream};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use kube::api::Api;
-use kube::runtime::{WatchStreamExt, watcher};
-use lru::LruCache;
 use sentry::protocol::{MonitorCheckIn, MonitorCheckInStatus, MonitorConfig, MonitorSchedule};
-use tracing::{debug, info, warn};
 
-use crate::config::Config;
-use crate::delivery::Delivery;
 use crate::normalize::from_jiff;
-use crate::routing::Destination;
-use crate::shutdown::Shutdown;
-use crate::source::watch_scopes;
-
-/// Runs remembered, so each check-in is sent once (a run lasts minutes to hours).
-const RUNS_REMEMBERED: usize = 10_000;
-/// CronJob schedules cached between runs.
-const SCHEDULES_REMEMBERED: usize = 1_000;
 
 /// Where a run is, in check-in terms; ordered so a run only moves forward.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -92,23 +73,6 @@ pub fn run_of(job: &Job) -> Option<Run> {
     })
 }
 
-/// A Sentry monitor slug: lowercase letters, digits, `-` and `_`, at most 50 characters.
-pub fn slug(name: &str) -> String {
-    let slug: String = name
-        .chars()
-        .map(|c| c.to_ascii_lowercase())
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(50)
-        .collect();
-    slug.trim_matches('-').to_string()
-}
-
 /// The monitor schedule of a CronJob: macros expanded, a `CRON_TZ=`/`TZ=` prefix (older
 /// clusters) or `spec.timeZone` as the timezone.
 pub fn monitor_config(cronjob: &CronJob) -> Option<MonitorConfig> {
@@ -151,6 +115,7 @@ pub fn monitor_config(cronjob: &CronJob) -> Option<MonitorConfig> {
 /// The check-in for a run's phase.
 pub fn check_in(
     run: &Run,
+    slug: String,
     config: Option<MonitorConfig>,
     environment: Option<&str>,
 ) -> MonitorCheckIn {
@@ -169,103 +134,11 @@ pub fn check_in(
     MonitorCheckIn {
         // One id per run, so Sentry pairs the in_progress and the final check-in.
         check_in_id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, run.job_uid.as_bytes()),
-        monitor_slug: slug(&run.cronjob),
+        monitor_slug: slug,
         status,
         environment: environment.map(str::to_string),
         duration,
         monitor_config: config,
-    }
-}
-
-pub struct CronMonitor {
-    client: kube::Client,
-    config: Arc<Config>,
-    delivery: Arc<Delivery>,
-    sent: LruCache<String, Phase>,
-    schedules: LruCache<(String, String), Option<MonitorConfig>>,
-}
-
-impl CronMonitor {
-    pub fn new(client: kube::Client, config: Arc<Config>, delivery: Arc<Delivery>) -> Self {
-        Self {
-            client,
-            config,
-            delivery,
-            sent: LruCache::new(NonZeroUsize::new(RUNS_REMEMBERED).expect("non-zero")),
-            schedules: LruCache::new(NonZeroUsize::new(SCHEDULES_REMEMBERED).expect("non-zero")),
-        }
-    }
-
-    async fn schedule(&mut self, namespace: &str, name: &str) -> Option<MonitorConfig> {
-        let key = (namespace.to_string(), name.to_string());
-        if let Some(cached) = self.schedules.get(&key) {
-            return cached.clone();
-        }
-        let api: Api<CronJob> = Api::namespaced(self.client.clone(), namespace);
-        let config = match api.get(name).await {
-            Ok(cronjob) => monitor_config(&cronjob),
-            Err(e) => {
-                warn!(
-                    namespace,
-                    cronjob = name,
-                    "cannot read the CronJob's schedule ({e}); check-ins go without a monitor config"
-                );
-                None
-            }
-        };
-        self.schedules.put(key, config.clone());
-        config
-    }
-
-    async fn observe(&mut self, job: &Job, listing: bool) {
-        let Some(run) = run_of(job) else { return };
-        let previous = self.sent.get(&run.job_uid).copied();
-        if previous.is_some_and(|p| p >= run.phase) {
-            return;
-        }
-        // Runs that ended before the agent started are history.
-        if listing && previous.is_none() && run.phase != Phase::Running {
-            self.sent.put(run.job_uid.clone(), run.phase);
-            return;
-        }
-        let config = self.schedule(&run.namespace, &run.cronjob).await;
-        let check_in = check_in(&run, config, self.config.environment.as_deref());
-        debug!(cronjob = %run.cronjob, namespace = %run.namespace, status = ?check_in.status, "check-in");
-        self.delivery.check_in(check_in, &Destination::Main).await;
-        self.sent.put(run.job_uid, run.phase);
-    }
-
-    /// Watches Jobs until the shutdown is triggered.
-    pub async fn run(mut self, shutdown: Shutdown) {
-        let apis: Vec<Api<Job>> = watch_scopes(&self.config.namespaces)
-            .iter()
-            .map(|scope| match scope {
-                Some(ns) => Api::namespaced(self.client.clone(), ns),
-                None => Api::all(self.client.clone()),
-            })
-            .collect();
-        info!(
-            watches = apis.len(),
-            "monitoring CronJob runs with Sentry Crons"
-        );
-        let mut jobs = stream::select_all(apis.into_iter().map(|api| {
-            watcher(api, watcher::Config::default())
-                .default_backoff()
-                .boxed()
-        }));
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.triggered() => return,
-                item = jobs.next() => match item {
-                    Some(Ok(watcher::Event::InitApply(job))) => self.observe(&job, true).await,
-                    Some(Ok(watcher::Event::Apply(job))) => self.observe(&job, false).await,
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => warn!("Job watch failed: {e}; retrying with backoff"),
-                    None => return,
-                },
-            }
-        }
     }
 }
 
@@ -297,18 +170,21 @@ mod tests {
         let done = run_of(&job(json!({"startTime": "2026-11-21T02:00:00Z", "completionTime": "2026-11-21T02:01:30Z",
             "conditions": [{"type": "Complete", "status": "True", "lastTransitionTime": "2026-11-21T02:01:30Z"}]}))).unwrap();
         assert_eq!(done.phase, Phase::Succeeded);
-        assert_eq!(check_in(&done, None, Some("prod")).duration, Some(90.0));
+        assert_eq!(
+            check_in(&done, "nightly".into(), None, Some("prod")).duration,
+            Some(90.0)
+        );
         let failed = run_of(&job(json!({"startTime": "2026-11-21T02:00:00Z",
             "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "lastTransitionTime": "2026-11-21T02:05:00Z"}]}))).unwrap();
         assert_eq!(failed.phase, Phase::Failed);
-        let c = check_in(&failed, None, None);
+        let c = check_in(&failed, "nightly".into(), None, None);
         assert_eq!(
             (c.status, c.duration),
             (MonitorCheckInStatus::Error, Some(300.0))
         );
         assert_eq!(
             c.check_in_id,
-            check_in(&running, None, None).check_in_id,
+            check_in(&running, "nightly".into(), None, None).check_in_id,
             "one id per run"
         );
     }
@@ -340,6 +216,5 @@ mod tests {
         );
         assert_eq!(c.timezone.as_deref(), Some("UTC"));
         assert!(monitor_config(&cronjob("every day", None)).is_none());
-        assert_eq!(slug("Nightly.Report_v2"), "nightly-report_v2");
     }
 }

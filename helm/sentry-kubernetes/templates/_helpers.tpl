@@ -90,12 +90,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   resources: ["replicasets", "deployments", "statefulsets", "daemonsets"]
   verbs: ["get"]
 {{- if eq (include "sentry-kubernetes.bool" .Values.sentry.monitorCronjobs) "true" }}
+# Crons: Job runs, and CronJobs for their schedules and annotations.
 - apiGroups: ["batch"]
-  resources: ["jobs"]
+  resources: ["jobs", "cronjobs"]
   verbs: ["get", "list", "watch"]
-- apiGroups: ["batch"]
-  resources: ["cronjobs"]
-  verbs: ["get"]
 {{- else }}
 - apiGroups: ["batch"]
   resources: ["jobs", "cronjobs"]

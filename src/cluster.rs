@@ -8,6 +8,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 
 use crate::config::{ClusterConfigType, Config, ConfigError};
+use crate::redact::redact_credentials;
 
 /// How the agent is connected, for the start-up log line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,7 +135,16 @@ pub async fn kubeconfig_config(
         merged.ok_or_else(|| ConfigError::new(variable, &shown, "no kubeconfig file found"))?;
     kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .map_err(|e| ConfigError::new(variable, &shown, format!("cannot use kubeconfig: {e}")))
+        .map_err(|e| {
+            ConfigError::new(
+                variable,
+                &shown,
+                format!(
+                    "cannot use kubeconfig: {}",
+                    redact_credentials(&e.to_string())
+                ),
+            )
+        })
 }
 
 /// The kube config the configuration asks for.
@@ -178,7 +188,10 @@ pub async fn connect(config: &Config) -> Result<(kube::Client, Connection), Conf
         ConfigError::new(
             "SENTRY_K8S_CLUSTER_CONFIG_TYPE",
             &format!("{:?}", config.cluster_config),
-            format!("cannot build a client: {e}"),
+            format!(
+                "cannot build a client: {}",
+                redact_credentials(&e.to_string())
+            ),
         )
     })?;
     Ok((client, connection))

@@ -15,6 +15,29 @@ pub fn redact_dsn(dsn: &str) -> String {
     }
 }
 
+/// Any `scheme://user:password@host` in free text (an error message quoting a URL) with the
+/// credentials masked.
+pub fn redact_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(userinfo) => {
+                out.push_str("***");
+                rest = &tail[userinfo..];
+            }
+            None => rest = tail,
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A parsed DSN for display: scheme, host, port and project, never the keys.
 pub fn describe_dsn(dsn: &sentry::types::Dsn) -> String {
     let port = dsn.port();
@@ -42,6 +65,10 @@ mod tests {
         );
         assert_eq!(redact_dsn("abc@host"), "***@host");
         assert_eq!(redact_dsn("no credentials"), "no credentials");
+        assert_eq!(
+            redact_credentials("proxy http://agent:pw@10.0.0.1:3128/ and https://k@o1.io/5, x://y"),
+            "proxy http://***@10.0.0.1:3128/ and https://***@o1.io/5, x://y"
+        );
         let dsn: sentry::types::Dsn = "http://abc@127.0.0.1:9000/42".parse().unwrap();
         assert_eq!(describe_dsn(&dsn), "http://***@127.0.0.1:9000/42");
     }

@@ -63,6 +63,12 @@ impl Budget {
         self.released.notify_waiters();
     }
 
+    /// Wakes whoever waits for room to look again: something other than a release may make
+    /// room (a destination starting to fail can now give way).
+    pub fn recheck(&self) {
+        self.released.notify_waiters();
+    }
+
     /// Envelopes held: queued, in flight, or waiting for a retry.
     pub fn count(&self) -> usize {
         self.held.lock().unwrap().count

@@ -360,6 +360,9 @@ impl Lane {
                     state.next_backoff = Some((base * 2).min(MAX_BACKOFF));
                 }
                 state.queues[slot(item.category)].push_front(item);
+                drop(state);
+                // Not delivering now: a reservation waiting for room may take this one's.
+                shared.budget.recheck();
             }
         }
     }

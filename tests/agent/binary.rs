@@ -190,6 +190,87 @@ async fn without_a_dsn_events_are_printed_as_json_lines() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dry_run_prints_an_event_from_1969_and_keeps_going() {
+    let world = World::new().await;
+    let mut vars = world.vars(&[]);
+    vars.retain(|(k, _)| k != "SENTRY_DSN");
+    let mut agent = Process::spawn(&vars);
+    world.server.wait_for_watches(1, DEADLINE).await.unwrap();
+    let moon = "1969-07-20T20:17:40Z".parse().unwrap();
+    world
+        .server
+        .create(
+            EventFixture::warning("default", "web-1.old", "BackOff", "long ago")
+                .about("Pod", "web-1")
+                .timestamps(moon, moon)
+                .build(),
+        )
+        .unwrap();
+    world
+        .server
+        .create(
+            EventFixture::warning("default", "web-1.new", "Unhealthy", "now")
+                .about("Pod", "web-1")
+                .build(),
+        )
+        .unwrap();
+    let stdout = agent.stdout.clone();
+    eventually("both printed", || stdout.lock().unwrap().len() == 2).await;
+    agent.terminate();
+    assert!(agent.wait().await.success(), "{}", agent.stderr());
+    let old: Value = serde_json::from_str(&agent.stdout_lines()[0]).unwrap();
+    assert_eq!(
+        old["contexts"]["kubernetes_event"]["original_time"],
+        "1969-07-20T20:17:40.000000Z"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_sentry_goes_through_https_proxy_with_connect_trusting_ssl_cert_file() {
+    let world = World::new().await;
+    let sink = harness::SentrySink::start_tls().await.unwrap();
+    let ca = world.dir.path().join("sentry-ca.crt");
+    std::fs::write(&ca, sink.ca_pem().unwrap()).unwrap();
+    let proxy = harness::RecordingProxy::start().await.unwrap();
+    let proxy_url = proxy
+        .url()
+        .replace("http://", "http://agent:proxy-password@");
+    let dsn = sink.dsn();
+    let mut agent = Process::spawn(&world.vars(&[
+        ("SENTRY_DSN", dsn.as_str()),
+        ("HTTPS_PROXY", proxy_url.as_str()),
+        ("SSL_CERT_FILE", ca.to_str().unwrap()),
+    ]));
+    world
+        .server
+        .wait_for_watches(1, DEADLINE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}: {}", agent.stderr()));
+    world
+        .server
+        .create(EventFixture::warning("default", "tls.1", "BackOff", "over TLS").build())
+        .unwrap();
+    sink.wait_for_events(1, DEADLINE).await.unwrap();
+    agent.terminate();
+    assert!(agent.wait().await.success());
+    let carried = proxy.requests();
+    let sink_authority = sink.url().replace("https://", "");
+    assert!(
+        carried
+            .iter()
+            .any(|r| r.method == "CONNECT" && r.target == sink_authority),
+        "{carried:?}"
+    );
+    assert!(carried.iter().all(|r| r.authorization.is_some()));
+    let logs = agent.stderr();
+    assert!(logs.contains("sending through a proxy"), "{logs}");
+    assert!(
+        !logs.contains("proxy-password"),
+        "the proxy's password is never logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_prints_even_with_a_dsn_and_sends_nothing() {
     let world = World::new().await;
     let mut agent = Process::spawn(&world.vars(&[("SENTRY_K8S_DRY_RUN", "yes")]));

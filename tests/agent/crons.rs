@@ -107,3 +107,138 @@ async fn cronjob_runs_become_check_ins_sent_once_each() {
         .collect();
     assert_eq!(slugs, vec![json!("nightly-report"); 4]);
 }
+
+/// A CronJob of `name` in `namespace` with `schedule`, and a started run of it.
+fn cronjob(world: &World, namespace: &str, name: &str, schedule: &str) -> Value {
+    ObjectFixture::new("CronJob", namespace, name)
+        .set(
+            &["spec"],
+            json!({"schedule": schedule, "jobTemplate": {"spec": {"template": {}}}}),
+        )
+        .create(&world.server)
+}
+
+fn start_run(world: &World, cronjob: &Value, run: &str) {
+    let namespace = cronjob["metadata"]["namespace"].as_str().unwrap();
+    let name = cronjob["metadata"]["name"].as_str().unwrap();
+    ObjectFixture::new("Job", namespace, &format!("{name}-{run}"))
+        .owned_by(cronjob)
+        .set(
+            &["status"],
+            json!({"startTime": "2026-11-29T02:00:00Z", "active": 1}),
+        )
+        .create(&world.server);
+}
+
+#[tokio::test]
+async fn monitors_keep_the_go_agents_slug_and_never_collide_across_namespaces() {
+    let world = World::new().await;
+    let dotted = cronjob(&world, "team-a", "report.v2", "0 2 * * *");
+    let backup_a = cronjob(&world, "team-a", "backup", "0 3 * * *");
+    let backup_b = cronjob(&world, "team-b", "backup", "0 4 * * *");
+    let agent = world
+        .start(&[
+            ("SENTRY_K8S_MONITOR_CRONJOBS", "1"),
+            ("SENTRY_K8S_WATCH_NAMESPACES", "team-a,team-b"),
+        ])
+        .await;
+    for cronjob in [&dotted, &backup_a, &backup_b] {
+        start_run(&world, cronjob, "1");
+    }
+    eventually("three check-ins", || check_ins(&world).len() == 3).await;
+    let mut slugs: Vec<String> = check_ins(&world)
+        .iter()
+        .map(|c| c["monitor_slug"].as_str().unwrap().to_string())
+        .collect();
+    slugs.sort();
+    assert_eq!(
+        slugs,
+        ["reportv2", "team-a-backup", "team-b-backup"],
+        "report.v2 lands where Sentry put the Go agent's check-ins; the two backups apart"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_cluster_name_qualifies_every_monitor() {
+    let world = World::new().await;
+    let nightly = cronjob(&world, "default", "nightly", "0 2 * * *");
+    let agent = world
+        .start(&[
+            ("SENTRY_K8S_MONITOR_CRONJOBS", "1"),
+            ("SENTRY_K8S_CLUSTER_NAME", "eu-1"),
+        ])
+        .await;
+    start_run(&world, &nightly, "1");
+    eventually("the check-in", || check_ins(&world).len() == 1).await;
+    assert_eq!(check_ins(&world)[0]["monitor_slug"], "eu-1-default-nightly");
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn a_schedule_edit_reaches_the_next_check_in() {
+    let world = World::new().await;
+    let nightly = cronjob(&world, "default", "nightly", "0 2 * * *");
+    let agent = world.start(&[("SENTRY_K8S_MONITOR_CRONJOBS", "1")]).await;
+    start_run(&world, &nightly, "1");
+    eventually("the first check-in", || check_ins(&world).len() == 1).await;
+    world
+        .server
+        .patch(
+            "batch/v1",
+            "CronJob",
+            "default",
+            "nightly",
+            &json!({"spec": {"schedule": "15 5 * * 1", "timeZone": "Asia/Tokyo"}}),
+        )
+        .unwrap();
+    // The edit arrives on the CronJob watch, the next run on the Job watch: the two are not
+    // ordered, so a run may still start before the edit is seen; a later one must carry it.
+    let mut run = 2;
+    loop {
+        start_run(&world, &nightly, &run.to_string());
+        eventually("the next check-in", || check_ins(&world).len() == run).await;
+        let last = check_ins(&world).pop().unwrap();
+        if last["monitor_config"]["schedule"]["value"] == "15 5 * * 1" {
+            assert_eq!(last["monitor_config"]["timezone"], "Asia/Tokyo");
+            break;
+        }
+        assert!(run < 5, "the edit never reached a check-in: {last}");
+        run += 1;
+    }
+    assert_eq!(
+        check_ins(&world)[0]["monitor_config"]["schedule"]["value"],
+        "0 2 * * *"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test]
+async fn check_ins_go_to_the_cronjobs_dsn_with_custom_dsns_on() {
+    let world = World::new().await;
+    let dsn = world.sink.add_project("31", "cronkey");
+    let annotated = ObjectFixture::new("CronJob", "default", "annotated")
+        .annotation("k8s.sentry.io/dsn", &dsn)
+        .set(
+            &["spec"],
+            json!({"schedule": "0 2 * * *", "jobTemplate": {"spec": {"template": {}}}}),
+        )
+        .create(&world.server);
+    let agent = world
+        .start(&[
+            ("SENTRY_K8S_MONITOR_CRONJOBS", "1"),
+            ("SENTRY_K8S_CUSTOM_DSNS", "1"),
+        ])
+        .await;
+    start_run(&world, &annotated, "1");
+    eventually("the check-in", || check_ins(&world).len() == 1).await;
+    let projects: Vec<String> = world
+        .sink
+        .envelopes()
+        .into_iter()
+        .filter(|e| e.items.iter().any(|i| i.item_type() == "check_in"))
+        .map(|e| e.project)
+        .collect();
+    assert_eq!(projects, ["31"]);
+    agent.stop().await;
+}

@@ -11,5 +11,6 @@ mod delivery;
 mod docs;
 mod enrichment;
 mod events;
+mod isolation;
 mod structure;
 mod watching;

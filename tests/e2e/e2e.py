@@ -491,8 +491,30 @@ def main(venv):
         "involvedObject": {"kind": "Node", "name": "node-9"}, "reason": "NodeNotReady", "type": "Warning",
         "message": "Node node-9 status is now: NodeNotReady", "source": {"component": "node-controller"}}])
     poll("the new event", lambda: bugsink.stored(off_project) >= 1)
-    assert fresh.stop()[0] == 0
     assert bugsink.stored(off_project) == 1, "only the event created after start"
+
+    scenario("hostile events are delivered within Sentry's limits")
+    moon = "1969-07-20T20:17:40Z"
+    pod = {"apiVersion": "v1", "kind": "Pod", "name": "moon-1", "namespace": "default"}
+    api.ctl("POST", "objects", [
+        {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "moon.e2e", "namespace": "default"},
+         "involvedObject": pod, "reason": "BackOff", "type": "Warning", "count": 1,
+         "message": "an event dated before 1970", "firstTimestamp": moon, "lastTimestamp": moon},
+        {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "moon-next.e2e", "namespace": "default"},
+         "involvedObject": pod, "reason": "Unhealthy", "type": "Warning", "count": 1,
+         "message": "the next event of its workload",
+         "lastTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+        {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "huge.e2e", "namespace": "default"},
+         "involvedObject": {"kind": "Odd Kind", "name": "odd-1", "namespace": "default"},
+         "reason": "Huge" * 75_000, "type": "Warning", "message": "a 300 KB reason"},
+    ])
+    poll("the three hostile events", lambda: bugsink.stored(off_project) >= 4)
+    assert fresh.stop()[0] == 0
+    assert bugsink.stored(off_project) == 4
+    sent = {e["contexts"]["kubernetes_event"]["name"]: e for e in tee.for_project(off_project)}
+    assert sent["moon.e2e"]["contexts"]["kubernetes_event"]["original_time"].startswith("1969-07-20")
+    assert [c["message"].split(":")[0] for c in sent["moon-next.e2e"]["breadcrumbs"]["values"]] == ["BackOff"]
+    assert len(sent["huge.e2e"]["tags"]["reason"]) == 200
 
     # 7. In cluster: TLS, a service-account token file and CA, found through the environment.
     scenario("in-cluster over TLS with a token file")

@@ -7,10 +7,12 @@
 //!   streaming lists), writes with real status codes, metadata-only responses, discovery,
 //!   bearer tokens, TLS, RBAC denials, and fault injection.
 //! - [`sink`]: envelopes and store requests, content encodings, public-key checks, canned
-//!   429/5xx answers and delays.
+//!   429/5xx answers (per item type, with stalled bodies) and delays, over HTTP or HTTPS.
+//! - [`proxy`]: a recording HTTP proxy (CONNECT and absolute-form requests).
 
 pub mod apiserver;
 pub mod fixtures;
+pub mod proxy;
 pub mod scenarios;
 pub mod serve;
 pub mod sink;
@@ -20,4 +22,5 @@ pub mod tls;
 pub use apiserver::faults::{DelayRule, DenyRule, FailRule, RequestRecord};
 pub use apiserver::status::ApiError;
 pub use apiserver::{ApiServerOptions, FakeApiServer, ObjectStore};
+pub use proxy::RecordingProxy;
 pub use sink::{RespondRule, SentrySink, SinkDelay};

@@ -48,10 +48,20 @@ pub struct RespondRule {
     pub count: Option<u32>,
     #[serde(default)]
     pub for_millis: Option<u64>,
+    /// `Retry-After` in seconds.
     #[serde(default)]
     pub retry_after: Option<u64>,
+    /// `Retry-After` verbatim (an HTTP date); wins over `retry_after`.
+    #[serde(default)]
+    pub retry_after_raw: Option<String>,
     #[serde(default)]
     pub rate_limits: Option<String>,
+    /// Only envelopes with an item of this type (`event`, `check_in`) get this answer.
+    #[serde(default)]
+    pub item_type: Option<String>,
+    /// Send the status and headers, then never finish the body.
+    #[serde(default)]
+    pub stall_body: bool,
 }
 
 /// Delay the next `count` ingest requests (all, when absent) by `millis`.
@@ -83,6 +93,7 @@ struct Shared {
     state: Mutex<SinkState>,
     changed: tokio::sync::Notify,
     address: SocketAddr,
+    scheme: &'static str,
 }
 
 impl Shared {
@@ -101,7 +112,7 @@ impl Shared {
     }
 
     fn dsn(&self, project: &str, key: &str) -> String {
-        format!("http://{key}@{}/{project}", self.address)
+        format!("{}://{key}@{}/{project}", self.scheme, self.address)
     }
 
     fn add_project(&self, project: &str, key: &str) -> String {
@@ -125,6 +136,7 @@ impl Shared {
 /// A running sink. Dropping it stops the server.
 pub struct SentrySink {
     shared: Arc<Shared>,
+    ca_pem: Option<String>,
     _task: ServerTask,
 }
 
@@ -135,9 +147,30 @@ impl SentrySink {
     }
 
     pub async fn start_on(listen: SocketAddr, projects: &[(&str, &str)]) -> Result<Self, BoxError> {
+        Self::start_with(listen, projects, None).await
+    }
+
+    /// Starts serving HTTPS with a throwaway CA ([`SentrySink::ca_pem`]); its DSNs are
+    /// `https://`.
+    pub async fn start_tls() -> Result<Self, BoxError> {
+        let material = crate::tls::TlsMaterial::generate()?;
+        Self::start_with(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            &[("1", "publickey")],
+            Some(material),
+        )
+        .await
+    }
+
+    async fn start_with(
+        listen: SocketAddr,
+        projects: &[(&str, &str)],
+        tls: Option<crate::tls::TlsMaterial>,
+    ) -> Result<Self, BoxError> {
         let slot: Arc<std::sync::OnceLock<Arc<Shared>>> = Arc::new(std::sync::OnceLock::new());
         let handler_slot = slot.clone();
-        let (address, task) = serve::serve(listen, None, move |req| {
+        let server_config = tls.as_ref().map(|t| t.server_config.clone());
+        let (address, task) = serve::serve(listen, server_config, move |req| {
             let shared = handler_slot.get().cloned();
             async move {
                 match shared {
@@ -158,16 +191,23 @@ impl SentrySink {
             }),
             changed: tokio::sync::Notify::new(),
             address,
+            scheme: if tls.is_some() { "https" } else { "http" },
         });
         let _ = slot.set(shared.clone());
         Ok(Self {
             shared,
+            ca_pem: tls.map(|t| t.ca_pem),
             _task: task,
         })
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.shared.address)
+        format!("{}://{}", self.shared.scheme, self.shared.address)
+    }
+
+    /// The CA to trust, when serving HTTPS.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     /// The DSN of project `1`.
@@ -293,8 +333,9 @@ async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body>
     response
 }
 
-/// Applies the commanded delay and canned answer, if any.
-async fn commanded(shared: &Shared) -> Option<Response<Body>> {
+/// Applies the commanded delay and canned answer, if any, to a request whose envelope
+/// carries `item_types`.
+async fn commanded(shared: &Shared, item_types: &[String]) -> Option<Response<Body>> {
     let delay = {
         let mut state = shared.state.lock().unwrap();
         let millis = state.delay.as_ref().map(|d| d.millis);
@@ -317,6 +358,11 @@ async fn commanded(shared: &Shared) -> Option<Response<Body>> {
         state.respond = None;
         return None;
     }
+    if let Some(wanted) = &rule.item_type
+        && !item_types.contains(wanted)
+    {
+        return None;
+    }
     if let Some((rule, _)) = state.respond.as_mut()
         && let Some(count) = rule.count.as_mut()
     {
@@ -325,10 +371,29 @@ async fn commanded(shared: &Shared) -> Option<Response<Body>> {
             state.respond = None;
         }
     }
-    let mut response = error(rule.status, format!("commanded status {}", rule.status));
+    let mut response = if rule.stall_body {
+        let never = futures::stream::pending::<
+            Result<hyper::body::Frame<Bytes>, std::convert::Infallible>,
+        >();
+        Response::builder()
+            .status(rule.status)
+            .header("content-type", "application/json")
+            .header("content-length", "100")
+            .body(http_body_util::BodyExt::boxed(
+                http_body_util::StreamBody::new(never),
+            ))
+            .expect("static response parts are valid")
+    } else {
+        error(rule.status, format!("commanded status {}", rule.status))
+    };
     let headers = response.headers_mut();
     if let Some(secs) = rule.retry_after {
         headers.insert("retry-after", secs.to_string().parse().expect("digits"));
+    }
+    if let Some(raw) = &rule.retry_after_raw
+        && let Ok(value) = raw.parse()
+    {
+        headers.insert("retry-after", value);
     }
     if let Some(limits) = &rule.rate_limits
         && let Ok(value) = limits.parse()
@@ -347,11 +412,18 @@ async fn ingest(shared: &Shared, parts: &Parts, path: &str, body: &Bytes) -> Res
     if parts.method != "POST" {
         return error(405, "use POST");
     }
-    if let Some(response) = commanded(shared).await {
+    let encoding = header(parts, "content-encoding");
+    let decoded = envelope::decode_body(&encoding, body);
+    let item_types: Vec<String> = match (&decoded, endpoint) {
+        (Ok(decoded), "envelope") => envelope::parse(decoded)
+            .map(|(_, items)| items.iter().map(|i| i.item_type().to_string()).collect())
+            .unwrap_or_default(),
+        _ => vec!["event".to_string()],
+    };
+    if let Some(response) = commanded(shared, &item_types).await {
         return response;
     }
-    let encoding = header(parts, "content-encoding");
-    let decoded = match envelope::decode_body(&encoding, body) {
+    let decoded = match decoded {
         Ok(decoded) => decoded,
         Err(e) => return error(400, e),
     };

@@ -107,6 +107,14 @@ impl Trail {
             self.workloads.put(workload.to_string(), VecDeque::new());
         }
         let entries = self.workloads.get_mut(workload).expect("just ensured");
+        // Seen already (a relist after a takeover replays what a follower recorded).
+        if entries
+            .iter()
+            .rev()
+            .any(|c| c.event_uid == crumb.event_uid && c.count == crumb.count && c.at == crumb.at)
+        {
+            return evictions;
+        }
         // Usually the newest: insert from the back.
         let at = entries
             .iter()
@@ -191,6 +199,15 @@ mod tests {
             t.before("other", DateTime::from_timestamp(40, 0).unwrap(), "x", 10)
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn recording_the_same_occurrence_twice_keeps_one() {
+        let mut t = Trail::new(limits(10, 10));
+        t.record("w", crumb(10, "BackOff", "e1"));
+        t.record("w", crumb(10, "BackOff", "e1"));
+        let all = t.before("w", DateTime::from_timestamp(20, 0).unwrap(), "x", 10);
+        assert_eq!(all.len(), 1);
     }
 
     #[test]

@@ -24,6 +24,7 @@
 //! waits for a signal.
 
 pub mod breadcrumbs;
+pub mod checkpoint;
 pub mod cluster;
 pub mod config;
 pub mod convert;
@@ -36,6 +37,8 @@ pub mod filter;
 pub mod grouping;
 pub mod health;
 pub mod labels;
+pub mod leadership;
+pub mod lease;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
@@ -54,9 +57,12 @@ use std::time::Duration;
 
 use tracing::{error, info, warn};
 
+use crate::checkpoint::Ledger;
 use crate::config::{Config, ConfigError};
 use crate::delivery::{Delivery, DeliveryError};
 use crate::health::Health;
+use crate::leadership::{Generation, Leadership};
+use crate::lease::LeaseSettings;
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::shutdown::Shutdown;
@@ -123,6 +129,7 @@ impl Agent {
     pub async fn run(self, signal: impl Future<Output = ()>) -> Result<Stopped> {
         let config = self.config;
         let (client, connection) = cluster::connect(&config).await?;
+        let in_cluster = matches!(connection, cluster::Connection::InCluster { .. });
         info!(?connection, namespaces = ?config.namespaces, historical = config.historical, "connected");
         let event_watches = source::watch_scopes(&config.namespaces).len();
         let mut watch_names: Vec<String> = source::watch_scopes(&config.namespaces)
@@ -147,13 +154,51 @@ impl Agent {
         };
         let delivery = Arc::new(Delivery::start(&config, &self.metrics)?);
         let shutdown = Shutdown::new(config.shutdown_timeout);
+        // The Lease: the checkpoint to resume from, and who reports.
+        let ledger = Ledger::shared();
+        let leadership = Leadership::new(true);
+        self.metrics.leader.set(1);
+        let lease_used = !config.is_dry_run()
+            && (config.checkpoint
+                || config.leader_election == config::Switch::On
+                || (config.leader_election == config::Switch::Auto && in_cluster));
+        let begun = if lease_used {
+            let settings =
+                LeaseSettings::from_config(&config, in_cluster, client.default_namespace());
+            lease::begin(
+                client.clone(),
+                settings,
+                ledger.clone(),
+                leadership.clone(),
+                self.metrics.clone(),
+            )
+            .await
+        } else {
+            lease::Begun {
+                generation: Generation {
+                    number: 0,
+                    resume: None,
+                    leader: true,
+                },
+                keeper: None,
+            }
+        };
+        let (generations, generation) = tokio::sync::watch::channel(begun.generation);
+        let keeper = begun.keeper.map(|keeper| {
+            let (release, asked) = tokio::sync::oneshot::channel();
+            (
+                tokio::spawn(keeper.run(generations.clone(), asked)),
+                release,
+            )
+        });
         let pipeline = Pipeline::new(
             &config,
             client.clone(),
             delivery.clone(),
             &self.metrics,
             health.clone(),
-            event_watches,
+            ledger,
+            leadership,
         );
         let crons = config.monitor_cronjobs.then(|| {
             let monitor = crons::CronMonitor::new(
@@ -167,7 +212,7 @@ impl Agent {
             );
             tokio::spawn(monitor.run(shutdown.clone()))
         });
-        let source = source::event_source(client, &config.namespaces);
+        let source = source::event_source(client, &config.namespaces, generation);
         let mut pipeline = tokio::spawn(pipeline.run(source, shutdown.clone()));
         let failure = tokio::select! {
             _ = signal => None,
@@ -192,6 +237,17 @@ impl Agent {
         health.stopped();
         info!(timeout = ?config.shutdown_timeout, "stopping: watches closed, flushing events");
         let unsent = delivery.shutdown(shutdown.remaining()).await;
+        if let Some((task, release)) = keeper {
+            // The last checkpoint and the release of the leadership, after the flush; a
+            // short grace beyond the deadline, as a follower waits on it.
+            let (done, released) = tokio::sync::oneshot::channel();
+            if release.send(done).is_ok() {
+                let grace = shutdown.remaining().max(Duration::from_secs(2));
+                let _ = tokio::time::timeout(grace, released).await;
+            }
+            task.abort();
+        }
+        drop(generations);
         if let Some(task) = http {
             task.abort();
         }

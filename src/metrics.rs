@@ -21,6 +21,7 @@ use crate::dedup::{self, Observation, Verdict};
 use crate::delivery::outcome::{DropReason, RetryReason};
 use crate::event::EventType;
 use crate::filter::Filtered;
+use crate::leadership::{LeaseWrite, Transition};
 use crate::normalize::Malformed;
 use crate::owners::cache::LookupOutcome;
 use crate::routing::RouteOutcome;
@@ -70,6 +71,12 @@ label_set!(LookupLabels {
 });
 label_set!(CrumbEvictionLabels {
     reason: breadcrumbs::Eviction
+});
+label_set!(TransitionLabels {
+    direction: Transition
+});
+label_set!(LeaseWriteLabels {
+    outcome: LeaseWrite
 });
 label_set!(RouteLabels {
     outcome: RouteOutcome
@@ -155,6 +162,18 @@ pub struct Metrics {
     pub breadcrumb_evictions: Counted<CrumbEvictionLabels>,
     /// Per-object DSN routing, by `outcome`.
     pub custom_dsn: Counted<RouteLabels>,
+    /// 1 while this replica reports (always 1 without leader election).
+    pub leader: Gauge,
+    /// Leadership acquired and lost, by `direction`.
+    pub leader_transitions: Counted<TransitionLabels>,
+    /// Writes of the Lease (renewals, checkpoints, release), by `outcome`.
+    pub lease_writes: Counted<LeaseWriteLabels>,
+    /// Seconds since the checkpoint was last written.
+    pub checkpoint_age: Gauge,
+    /// Occurrences reported because a resume found them above the checkpoint.
+    pub occurrences_resumed: Counter,
+    /// Occurrences whose delivery the checkpoint stopped waiting for, to stay bounded.
+    pub checkpoint_abandoned: Counter,
 }
 
 impl Default for Metrics {
@@ -249,6 +268,24 @@ impl Metrics {
             ),
             breadcrumb_evictions: counted(r, "breadcrumb_evictions", "Breadcrumbs evicted"),
             custom_dsn: counted(r, "custom_dsn", "Per-object DSN routing, by outcome"),
+            leader: gauge(r, "leader", "1 while this replica reports"),
+            leader_transitions: counted(r, "leader_transitions", "Leadership acquired and lost"),
+            lease_writes: counted(r, "lease_writes", "Writes of the Lease, by outcome"),
+            checkpoint_age: gauge(
+                r,
+                "checkpoint_age_seconds",
+                "Seconds since the checkpoint was written",
+            ),
+            occurrences_resumed: counter(
+                r,
+                "occurrences_resumed",
+                "Occurrences reported because a resume found them after the checkpoint",
+            ),
+            checkpoint_abandoned: counter(
+                r,
+                "checkpoint_abandoned",
+                "Occurrences the checkpoint stopped waiting for, to stay bounded",
+            ),
             // A placeholder while `r` borrows the registry the fields register in.
             registry: Arc::new(Registry::default()),
         };

@@ -2,6 +2,8 @@
 //! merged into one stream. Watch errors are logged with the apiserver's message, passed on
 //! (the pipeline counts them), backed off and retried; the stream never ends on its own.
 
+use std::sync::Arc;
+
 use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
 use kube::api::{Api, ApiResource, DynamicObject};
@@ -10,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::Namespaces;
 use crate::labels::label_enum;
+use crate::leadership::Generation;
 
 label_enum! {
     /// What a watch watches.
@@ -39,9 +42,12 @@ label_enum! {
 /// What one watch says, tagged with which watch said it.
 #[derive(Debug, Clone)]
 pub enum SourceItem {
-    /// A list (the first, or a relist after 410) began; `Listed` items follow.
+    /// A list (the first, or a relist after 410) began; `Listed` items follow. The first
+    /// list of each watch in a generation carries it: that list is judged against its
+    /// checkpoint (or, without one, as a first start).
     ListStarted {
         watch: usize,
+        generation: Option<Arc<Generation>>,
     },
     Listed {
         watch: usize,
@@ -124,11 +130,38 @@ pub fn report_error(
     kind
 }
 
-/// The merged stream of every configured watch.
+/// The merged stream of every configured watch, restarted (every watch relisting) whenever
+/// a new generation is published — a takeover of the leadership.
 pub fn event_source(
     client: kube::Client,
     namespaces: &Namespaces,
-) -> impl Stream<Item = SourceItem> + Send + 'static {
+    generations: tokio::sync::watch::Receiver<Generation>,
+) -> impl Stream<Item = SourceItem> + Send + 'static + use<> {
+    let namespaces = namespaces.clone();
+    stream::unfold(generations, move |mut generations| {
+        let (client, namespaces) = (client.clone(), namespaces.clone());
+        async move {
+            let generation = Arc::new(generations.borrow_and_update().clone());
+            let mut next = generations.clone();
+            let until_next = async move {
+                if next.changed().await.is_err() {
+                    // Nobody will start another generation.
+                    std::future::pending::<()>().await;
+                }
+            };
+            let watches = watches(client, &namespaces, generation).take_until(until_next);
+            Some((watches, generations))
+        }
+    })
+    .flatten()
+}
+
+/// One generation's watches.
+fn watches(
+    client: kube::Client,
+    namespaces: &Namespaces,
+    generation: Arc<Generation>,
+) -> impl Stream<Item = SourceItem> + Send + 'static + use<> {
     let resource = ApiResource::erase::<CoreEvent>(&());
     let watches = watch_scopes(namespaces)
         .into_iter()
@@ -138,12 +171,20 @@ pub fn event_source(
                 Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
                 None => Api::all_with(client.clone(), &resource),
             };
-            info!(namespace = scope_name(&scope), "watching events");
+            info!(
+                namespace = scope_name(&scope),
+                generation = generation.number,
+                "watching events"
+            );
+            let mut first = Some(generation.clone());
             watcher(api, watcher::Config::default())
                 .default_backoff()
                 .filter_map(move |item| {
                     let out = match item {
-                        Ok(watcher::Event::Init) => Some(SourceItem::ListStarted { watch }),
+                        Ok(watcher::Event::Init) => Some(SourceItem::ListStarted {
+                            watch,
+                            generation: first.take(),
+                        }),
                         Ok(watcher::Event::InitApply(object)) => {
                             Some(SourceItem::Listed { watch, object })
                         }

@@ -18,4 +18,4 @@ pub mod vars;
 
 pub use setting::{GLOBAL_TAG_PREFIX, Origin, Setting};
 pub use settings::{Config, SETTINGS};
-pub use types::{ClusterConfigType, ConfigError, LogFormat, LogLevel, Namespaces, Notices};
+pub use types::{ClusterConfigType, ConfigError, LogFormat, LogLevel, Namespaces, Notices, Switch};

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use sentry::types::Dsn;
 
-use super::types::{ClusterConfigType, LogFormat, LogLevel, Namespaces};
+use super::types::{ClusterConfigType, LogFormat, LogLevel, Namespaces, Switch};
 
 /// What a parser returns: the value, or why the text is not one.
 pub type Parsed<T> = Result<T, String>;
@@ -24,6 +24,39 @@ pub fn boolean(value: &str) -> Parsed<bool> {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" | "" => Ok(false),
         _ => Err("expected a boolean: 1/true/yes/on or 0/false/no/off (or empty)".into()),
+    }
+}
+
+/// `auto`, or a boolean.
+pub fn switch(value: &str) -> Parsed<Switch> {
+    if value.trim().eq_ignore_ascii_case("auto") {
+        return Ok(Switch::Auto);
+    }
+    boolean(value)
+        .map(|on| if on { Switch::On } else { Switch::Off })
+        .map_err(|_| "expected auto, or a boolean: 1/true/yes/on or 0/false/no/off".into())
+}
+
+/// A DNS-1123 subdomain: what Kubernetes accepts as most object names.
+pub fn object_name(value: &str) -> Parsed<String> {
+    let name = value.trim();
+    let valid = !name.is_empty() && name.len() <= 253 && name.split('.').all(is_namespace_name);
+    if valid {
+        Ok(name.to_string())
+    } else {
+        Err("not a valid object name (lowercase letters, digits, '-' and '.')".into())
+    }
+}
+
+/// A namespace name; blank is none.
+pub fn namespace(value: &str) -> Parsed<Option<String>> {
+    let Some(name) = text(value)? else {
+        return Ok(None);
+    };
+    if is_namespace_name(&name) {
+        Ok(Some(name))
+    } else {
+        Err("not a valid namespace name (lowercase letters, digits and '-', at most 63)".into())
     }
 }
 

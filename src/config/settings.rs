@@ -14,7 +14,9 @@ use sentry::types::Dsn;
 
 use super::parse;
 use super::setting::Setting;
-use super::types::{ClusterConfigType, ConfigError, LogFormat, LogLevel, Namespaces, Notices};
+use super::types::{
+    ClusterConfigType, ConfigError, LogFormat, LogLevel, Namespaces, Notices, Switch,
+};
 use super::vars::Vars;
 
 /// Declares the variables the agent parses: the [`SETTINGS`] table and the [`Config`]
@@ -119,6 +121,20 @@ settings! {
     owner_cache_ttl: Duration = "SENTRY_K8S_OWNER_CACHE_TTL" ("5m") parse::duration;
     /// owner lookups in flight at once (events are still reported in order)
     lookup_concurrency: NonZeroUsize = "SENTRY_K8S_LOOKUP_CONCURRENCY" ("8") parse::positive;
+    /// keep how far delivery has got in a Lease, so a restart or a new leader resumes without gaps or repeats
+    checkpoint: bool = "SENTRY_K8S_CHECKPOINT" ("on") parse::boolean, shown("on");
+    /// one reporting replica at a time, elected through the Lease: `auto` (on in a cluster), on or off
+    leader_election: Switch = "SENTRY_K8S_LEADER_ELECTION" ("auto") parse::switch;
+    /// the Lease that holds the checkpoint and the leadership
+    lease_name: String = "SENTRY_K8S_LEASE_NAME" ("sentry-kubernetes") parse::object_name;
+    /// the Lease's namespace
+    lease_namespace: Option<String> = "SENTRY_K8S_LEASE_NAMESPACE" ("") parse::namespace, shown("`POD_NAMESPACE`, else the service account's, else the kubeconfig context's, else `default`");
+    /// how long a leader's Lease holds without renewal before another replica may take it
+    lease_duration: Duration = "SENTRY_K8S_LEASE_DURATION" ("15s") parse::duration;
+    /// how long a leader keeps trying to renew before it stops reporting (shorter than the duration)
+    renew_deadline: Duration = "SENTRY_K8S_RENEW_DEADLINE" ("10s") parse::duration;
+    /// how often the Lease is renewed, tried, and the checkpoint written
+    retry_period: Duration = "SENTRY_K8S_RETRY_PERIOD" ("2s") parse::duration;
     /// where in-cluster mode finds `token`, `ca.crt`, `namespace`
     service_account_dir: PathBuf = "SENTRY_K8S_SERVICE_ACCOUNT_DIR" ("/var/run/secrets/kubernetes.io/serviceaccount") parse::path;
     /// the API server in in-cluster mode
@@ -131,6 +147,10 @@ settings! {
     home: Option<String> = "HOME" ("") parse::text, platform;
     /// the `agent_hostname` tag
     hostname_var: Option<String> = "HOSTNAME" ("") parse::text, platform, shown("the system's host name");
+    /// the leader-election identity (from the downward API), else the host name with a random suffix
+    pod_name: Option<String> = "POD_NAME" ("") parse::text, platform;
+    /// the Lease's namespace when `SENTRY_K8S_LEASE_NAMESPACE` is unset (from the downward API)
+    pod_namespace: Option<String> = "POD_NAMESPACE" ("") parse::namespace, platform;
     /// a tracing filter for the agent's own logs; overrides `SENTRY_K8S_LOG_LEVEL`
     rust_log: Option<String> = "RUST_LOG" ("") parse::text, platform;
     /// proxy for `https` DSNs, `http://[user:password@]host:port` (`https_proxy` too)
@@ -175,7 +195,42 @@ impl Config {
             .map(|(k, v)| (k.into(), v.into()))
             .collect();
         let (vars, notices) = Vars::resolve(given, SETTINGS);
-        Self::from_table(&vars).map(|config| (config, notices))
+        let config = Self::from_table(&vars)?;
+        config.check()?;
+        Ok((config, notices))
+    }
+
+    /// The rules that span variables.
+    fn check(&self) -> Result<(), ConfigError> {
+        let show = |d: Duration| format!("{d:?}");
+        if self.retry_period.is_zero() {
+            return Err(ConfigError::new(
+                "SENTRY_K8S_RETRY_PERIOD",
+                &show(self.retry_period),
+                "must be more than zero",
+            ));
+        }
+        if self.renew_deadline <= self.retry_period {
+            return Err(ConfigError::new(
+                "SENTRY_K8S_RENEW_DEADLINE",
+                &show(self.renew_deadline),
+                format!(
+                    "must be longer than SENTRY_K8S_RETRY_PERIOD ({:?})",
+                    self.retry_period
+                ),
+            ));
+        }
+        if self.lease_duration <= self.renew_deadline {
+            return Err(ConfigError::new(
+                "SENTRY_K8S_LEASE_DURATION",
+                &show(self.lease_duration),
+                format!(
+                    "must be longer than SENTRY_K8S_RENEW_DEADLINE ({:?}): a leader must stop before another can start",
+                    self.renew_deadline
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Whether events are printed instead of sent.
@@ -425,6 +480,38 @@ mod tests {
                 .iter()
                 .any(|n| n.contains("SENTRY_K8S_WATCH_NAMESPACE ")),
             "{notices:?}"
+        );
+    }
+
+    #[test]
+    fn lease_timings_must_let_a_leader_stop_before_another_starts() {
+        let c = load(&[]).unwrap();
+        assert_eq!(
+            (c.lease_duration, c.renew_deadline, c.retry_period),
+            (
+                Duration::from_secs(15),
+                Duration::from_secs(10),
+                Duration::from_secs(2)
+            )
+        );
+        assert_eq!(c.leader_election, Switch::Auto);
+        assert_eq!(
+            err(&[("SENTRY_K8S_LEASE_DURATION", "10s")]).variable,
+            "SENTRY_K8S_LEASE_DURATION"
+        );
+        assert_eq!(
+            err(&[("SENTRY_K8S_RETRY_PERIOD", "10s")]).variable,
+            "SENTRY_K8S_RENEW_DEADLINE"
+        );
+        assert_eq!(
+            err(&[("SENTRY_K8S_LEASE_NAME", "Not_A_Name")]).variable,
+            "SENTRY_K8S_LEASE_NAME"
+        );
+        assert_eq!(
+            load(&[("SENTRY_K8S_LEADER_ELECTION", "true")])
+                .unwrap()
+                .leader_election,
+            Switch::On
         );
     }
 

@@ -43,6 +43,15 @@ impl LogLevel {
     }
 }
 
+/// A switch whose default depends on where the agent runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Switch {
+    /// On in a cluster (in-cluster configuration), off outside.
+    Auto,
+    On,
+    Off,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
     Text,

@@ -35,9 +35,9 @@ use crate::routing::Destination;
 use budget::Budget;
 use envelope::Encoder;
 use http::{ProxyVars, Transports};
-use lane::Done;
+use lane::{Done, Fate};
 use outcome::DropReason;
-use queue::Queue;
+use queue::{Queue, Refused};
 use rate_limit::Category;
 
 /// Why delivery could not start.
@@ -127,7 +127,16 @@ impl Delivery {
         done: Option<Done>,
     ) -> Handoff {
         match &self.sentry {
-            None => print_line(&event, &self.metrics),
+            None => {
+                let handoff = print_line(&event, &self.metrics);
+                if let Some(done) = done {
+                    done(match handoff {
+                        Handoff::Printed => Fate::Sent,
+                        _ => Fate::Dropped(DropReason::Rejected),
+                    });
+                }
+                handoff
+            }
             Some(sentry) => {
                 sentry
                     .send(destination, Category::Error, done, || {
@@ -206,6 +215,10 @@ impl SentryDelivery {
             Err(refused) => {
                 let reason = refused.reason();
                 self.metrics.sentry_dropped.inc(reason);
+                // Dropped on purpose: decided. Refused at shutdown: abandoned, resent later.
+                if let (Some(done), false) = (done, refused == Refused::Closed) {
+                    done(Fate::Dropped(reason));
+                }
                 warn!(
                     reason = reason.as_str(),
                     waited = ?self.queue_timeout,
@@ -226,6 +239,9 @@ impl SentryDelivery {
                     reason = reason.as_str(),
                     "dropped an envelope Sentry would not accept"
                 );
+                if let Some(done) = done {
+                    done(Fate::Dropped(reason));
+                }
                 Handoff::Dropped
             }
         }

@@ -19,6 +19,10 @@ async fn tls_world() -> (World, harness::tempdir::TempDir) {
         .tls(Some(sa.path().to_path_buf()))
         .token(TOKEN, "system:serviceaccount:sentry:sentry-kubernetes");
     let server = FakeApiServer::start_with(options).await.unwrap();
+    // The agent's own namespace, where its Lease lives.
+    server
+        .create(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "sentry"}}))
+        .unwrap();
     std::fs::write(sa.path().join("token"), TOKEN).unwrap();
     std::fs::write(sa.path().join("namespace"), "sentry").unwrap();
     (World::with_server(server).await, sa)

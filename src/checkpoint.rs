@@ -1,0 +1,507 @@
+//! How far delivery has got, in a form that outlives the process: for each watch scope
+//! (`events/<namespace>`, `events/*`), a resourceVersion at or below which every occurrence
+//! has been decided — delivered, dropped on purpose, or not reported by the rules — and the
+//! decided resourceVersions above it.
+//!
+//! Why resourceVersions and not event times: every write to an event (a new one, or a
+//! repeat bumping `count` or `series`) gives the object a new resourceVersion from the
+//! apiserver's one counter, while event times come from many clocks with one-second
+//! resolution. A fresh list therefore tells exactly which occurrences are news: an object
+//! whose resourceVersion is above the checkpoint and not listed as decided changed after it.
+//!
+//! The [`Ledger`] keeps the live bookkeeping: an occurrence to be reported holds a
+//! [`Ticket`] until delivery decides its fate; everything else is decided when processed.
+//! During a list the watermark stays where it was (a list comes in no particular order).
+//! Bounded: at most [`MAX_ABOVE`] decided versions are kept above the watermark; past that
+//! the oldest pending occurrence is given up on (counted) so the watermark can move.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+/// Decided versions kept above a scope's watermark (live, and in the checkpoint).
+pub const MAX_ABOVE: usize = 10_000;
+
+/// The scope key of a watch: `events/<namespace>`, or `events/*` for all namespaces.
+pub fn scope_key(resource: &str, namespace: Option<&str>) -> String {
+    format!("{resource}/{}", namespace.unwrap_or("*"))
+}
+
+/// One scope's mark: everything at or below `base` decided, and `done` above it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mark {
+    pub base: u64,
+    pub done: BTreeSet<u64>,
+}
+
+impl Mark {
+    /// Whether the occurrence a list shows at `rv` was already decided.
+    pub fn decided(&self, rv: u64) -> bool {
+        rv <= self.base || self.done.contains(&rv)
+    }
+}
+
+/// What is written to the Lease.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub scopes: BTreeMap<String, Mark>,
+}
+
+/// The annotation's JSON: `{"v":1,"scopes":{"events/default":{"base":"123","done":[4,9]}}}`,
+/// `done` as increasing deltas from `base` to stay small.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    v: u32,
+    scopes: BTreeMap<String, WireMark>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireMark {
+    base: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    done: Vec<u64>,
+}
+
+impl Checkpoint {
+    /// The mark for a watch scope: its own, else (for a namespace) the all-namespaces one.
+    pub fn mark(&self, scope: &str) -> Option<&Mark> {
+        self.scopes.get(scope).or_else(|| {
+            let (resource, _) = scope.split_once('/')?;
+            self.scopes.get(&format!("{resource}/*"))
+        })
+    }
+
+    pub fn encode(&self) -> String {
+        let scopes = self
+            .scopes
+            .iter()
+            .map(|(scope, mark)| {
+                let mut previous = mark.base;
+                let done = mark
+                    .done
+                    .iter()
+                    .map(|rv| {
+                        let delta = rv - previous;
+                        previous = *rv;
+                        delta
+                    })
+                    .collect();
+                (
+                    scope.clone(),
+                    WireMark {
+                        base: mark.base.to_string(),
+                        done,
+                    },
+                )
+            })
+            .collect();
+        serde_json::to_string(&Wire { v: 1, scopes }).expect("plain data serialises")
+    }
+
+    pub fn decode(text: &str) -> Result<Self, String> {
+        let wire: Wire = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if wire.v != 1 {
+            return Err(format!("unknown checkpoint version {}", wire.v));
+        }
+        let mut scopes = BTreeMap::new();
+        for (scope, mark) in wire.scopes {
+            let base: u64 = mark
+                .base
+                .parse()
+                .map_err(|_| format!("{scope}: base {:?} is not a number", mark.base))?;
+            let mut done = BTreeSet::new();
+            let mut rv = base;
+            for delta in mark.done {
+                rv = rv
+                    .checked_add(delta)
+                    .ok_or_else(|| format!("{scope}: done list overflows"))?;
+                done.insert(rv);
+            }
+            scopes.insert(scope, Mark { base, done });
+        }
+        Ok(Self { scopes })
+    }
+}
+
+/// A scope's live bookkeeping.
+#[derive(Default)]
+struct Scope {
+    /// A list completed at least once: before that, nothing is written for the scope (a
+    /// first start decides by `SENTRY_K8S_WATCH_HISTORICAL`, not by a checkpoint).
+    synced: bool,
+    /// Everything at or below it is decided.
+    base: u64,
+    /// The highest version processed.
+    high: u64,
+    /// Reported occurrences whose delivery is not decided yet.
+    pending: BTreeMap<u64, usize>,
+    /// Decided versions above the lowest pending one.
+    done: BTreeSet<u64>,
+    /// Inside a list: the watermark stays at `frozen`.
+    frozen: Option<u64>,
+}
+
+impl Scope {
+    fn watermark(&self) -> u64 {
+        if let Some(frozen) = self.frozen {
+            return frozen;
+        }
+        match self.pending.keys().next() {
+            Some(lowest) => self.base.max(lowest.saturating_sub(1)),
+            None => self.base.max(self.high),
+        }
+    }
+
+    fn prune(&mut self) {
+        let mark = self.watermark();
+        if self.frozen.is_none() {
+            self.base = mark;
+        }
+        self.done = self.done.split_off(&(mark + 1));
+    }
+
+    fn decided(&mut self, rv: u64) {
+        self.high = self.high.max(rv);
+        // Recorded only where the watermark cannot speak for it: above a pending occurrence,
+        // or above the watermark frozen by a relist (a first list writes nothing).
+        let above_pending = self
+            .pending
+            .keys()
+            .next()
+            .is_some_and(|lowest| rv > *lowest);
+        let above_frozen = self.synced && self.frozen.is_some_and(|frozen| rv > frozen);
+        if above_pending || above_frozen {
+            self.done.insert(rv);
+        }
+    }
+}
+
+/// What the ledger had to give up on to stay bounded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GaveUp {
+    pub pending: usize,
+}
+
+/// The live bookkeeping of every scope; shared by the pipeline (which records) and the
+/// Lease keeper (which writes snapshots).
+#[derive(Default)]
+pub struct Ledger {
+    scopes: HashMap<String, Scope>,
+    gave_up: usize,
+}
+
+/// A reported occurrence awaiting delivery; [`Ticket::decided`] when its fate is known.
+/// Dropped without that (abandoned at shutdown), it keeps the watermark below it: the
+/// occurrence is reported again after a restart.
+pub struct Ticket {
+    ledger: Arc<Mutex<Ledger>>,
+    scope: Arc<str>,
+    rv: u64,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Ticket({}@{})", self.scope, self.rv)
+    }
+}
+
+impl Ticket {
+    pub fn decided(self) {
+        self.ledger.lock().unwrap().complete(&self.scope, self.rv);
+    }
+}
+
+impl Ledger {
+    pub fn shared() -> Arc<Mutex<Ledger>> {
+        Arc::new(Mutex::new(Ledger::default()))
+    }
+
+    /// Starts over from a checkpoint (or from nothing): after a takeover the previous
+    /// leader's mark is where this process stands.
+    pub fn reset(&mut self, from: Option<&Checkpoint>) {
+        self.scopes.clear();
+        if let Some(checkpoint) = from {
+            for (key, mark) in &checkpoint.scopes {
+                self.scopes.insert(
+                    key.clone(),
+                    Scope {
+                        synced: true,
+                        base: mark.base,
+                        high: mark.base,
+                        done: mark.done.clone(),
+                        ..Scope::default()
+                    },
+                );
+            }
+        }
+    }
+
+    fn scope(&mut self, key: &str) -> &mut Scope {
+        self.scopes.entry(key.to_string()).or_default()
+    }
+
+    pub fn list_started(&mut self, key: &str) {
+        let scope = self.scope(key);
+        scope.frozen = Some(scope.watermark());
+    }
+
+    pub fn list_done(&mut self, key: &str) {
+        let scope = self.scope(key);
+        scope.frozen = None;
+        scope.synced = true;
+        scope.prune();
+    }
+
+    /// An occurrence (or an observation that is none) decided without delivery.
+    pub fn decided(&mut self, key: &str, rv: u64) -> GaveUp {
+        let scope = self.scope(key);
+        scope.decided(rv);
+        scope.prune();
+        self.bound(key)
+    }
+
+    /// An occurrence to be reported: its ticket.
+    pub fn pending(ledger: &Arc<Mutex<Ledger>>, key: &str, rv: u64) -> (Ticket, GaveUp) {
+        let mut this = ledger.lock().unwrap();
+        let scope = this.scope(key);
+        scope.high = scope.high.max(rv);
+        *scope.pending.entry(rv).or_default() += 1;
+        let gave_up = this.bound(key);
+        (
+            Ticket {
+                ledger: ledger.clone(),
+                scope: Arc::from(key),
+                rv,
+            },
+            gave_up,
+        )
+    }
+
+    fn complete(&mut self, key: &str, rv: u64) {
+        let scope = self.scope(key);
+        if let Some(count) = scope.pending.get_mut(&rv) {
+            *count -= 1;
+            if *count == 0 {
+                scope.pending.remove(&rv);
+            }
+        }
+        scope.decided(rv);
+        scope.prune();
+    }
+
+    /// Keeps a scope within [`MAX_ABOVE`]: gives up on its oldest pending occurrences.
+    fn bound(&mut self, key: &str) -> GaveUp {
+        let scope = self.scope(key);
+        let mut gave_up = 0;
+        while scope.done.len() + scope.pending.len() > MAX_ABOVE {
+            let Some((&lowest, _)) = scope.pending.iter().next() else {
+                break;
+            };
+            scope.pending.remove(&lowest);
+            scope.done.insert(lowest);
+            gave_up += 1;
+            scope.prune();
+        }
+        self.gave_up += gave_up;
+        GaveUp { pending: gave_up }
+    }
+
+    /// Reported occurrences not decided yet, all scopes.
+    pub fn outstanding(&self) -> usize {
+        self.scopes.values().map(|s| s.pending.len()).sum()
+    }
+
+    /// The checkpoint of every scope that completed a list.
+    pub fn snapshot(&self) -> Checkpoint {
+        let scopes = self
+            .scopes
+            .iter()
+            .filter(|(_, s)| s.synced)
+            .map(|(key, scope)| {
+                let base = scope.watermark();
+                let done = scope
+                    .done
+                    .range(base + 1..)
+                    .copied()
+                    .take(MAX_ABOVE)
+                    .collect();
+                (key.clone(), Mark { base, done })
+            })
+            .collect();
+        Checkpoint { scopes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: &str = "events/default";
+
+    fn mark(ledger: &Arc<Mutex<Ledger>>) -> Mark {
+        ledger.lock().unwrap().snapshot().scopes[S].clone()
+    }
+
+    #[test]
+    fn nothing_is_written_for_a_scope_before_its_first_list_completes() {
+        let ledger = Ledger::shared();
+        ledger.lock().unwrap().list_started(S);
+        ledger.lock().unwrap().decided(S, 10);
+        assert!(ledger.lock().unwrap().snapshot().scopes.is_empty());
+        ledger.lock().unwrap().list_done(S);
+        assert_eq!(
+            mark(&ledger),
+            Mark {
+                base: 10,
+                done: BTreeSet::new()
+            }
+        );
+    }
+
+    #[test]
+    fn the_watermark_stops_below_an_undelivered_occurrence_and_lists_what_came_after() {
+        let ledger = Ledger::shared();
+        {
+            let mut l = ledger.lock().unwrap();
+            l.list_started(S);
+            l.list_done(S);
+        }
+        let (t20, _) = Ledger::pending(&ledger, S, 20);
+        ledger.lock().unwrap().decided(S, 25);
+        let (t30, _) = Ledger::pending(&ledger, S, 30);
+        assert_eq!(mark(&ledger).base, 19);
+        t30.decided();
+        assert_eq!(
+            mark(&ledger),
+            Mark {
+                base: 19,
+                done: [25, 30].into()
+            }
+        );
+        t20.decided();
+        assert_eq!(
+            mark(&ledger),
+            Mark {
+                base: 30,
+                done: BTreeSet::new()
+            }
+        );
+        let (abandoned, _) = Ledger::pending(&ledger, S, 40);
+        drop(abandoned);
+        assert_eq!(
+            mark(&ledger).base,
+            39,
+            "an abandoned ticket is reported again"
+        );
+    }
+
+    #[test]
+    fn a_list_freezes_the_watermark_until_it_is_complete() {
+        let ledger = Ledger::shared();
+        {
+            let mut l = ledger.lock().unwrap();
+            l.list_started(S);
+            l.decided(S, 50);
+            l.list_done(S);
+            // A relist: its items come in any order; one not yet seen may sit below.
+            l.list_started(S);
+            l.decided(S, 90);
+        }
+        assert_eq!(mark(&ledger).base, 50, "frozen while listing");
+        assert!(mark(&ledger).decided(90));
+        assert!(
+            !mark(&ledger).decided(70),
+            "an item not seen yet is news after a crash"
+        );
+        ledger.lock().unwrap().decided(S, 70);
+        ledger.lock().unwrap().list_done(S);
+        assert_eq!(
+            mark(&ledger),
+            Mark {
+                base: 90,
+                done: BTreeSet::new()
+            }
+        );
+    }
+
+    #[test]
+    fn pending_work_is_bounded_by_giving_up_on_the_oldest() {
+        let ledger = Ledger::shared();
+        {
+            let mut l = ledger.lock().unwrap();
+            l.list_started(S);
+            l.list_done(S);
+        }
+        let (_stuck, _) = Ledger::pending(&ledger, S, 1);
+        let mut gave_up = 0;
+        for rv in 2..=(MAX_ABOVE as u64 + 10) {
+            gave_up += ledger.lock().unwrap().decided(S, rv).pending;
+        }
+        assert_eq!(gave_up, 1, "the stuck occurrence was given up on");
+        assert_eq!(mark(&ledger).base, MAX_ABOVE as u64 + 10);
+        assert!(mark(&ledger).done.is_empty());
+    }
+
+    #[test]
+    fn checkpoints_round_trip_compactly_and_fall_back_to_all_namespaces() {
+        let checkpoint = Checkpoint {
+            scopes: [
+                (
+                    "events/default".to_string(),
+                    Mark {
+                        base: 1_000_000,
+                        done: [1_000_004, 1_000_009].into(),
+                    },
+                ),
+                (
+                    "events/*".to_string(),
+                    Mark {
+                        base: 7,
+                        done: BTreeSet::new(),
+                    },
+                ),
+            ]
+            .into(),
+        };
+        let text = checkpoint.encode();
+        assert_eq!(
+            text,
+            r#"{"v":1,"scopes":{"events/*":{"base":"7"},"events/default":{"base":"1000000","done":[4,5]}}}"#
+        );
+        assert_eq!(Checkpoint::decode(&text).unwrap(), checkpoint);
+        assert_eq!(checkpoint.mark("events/shop").unwrap().base, 7);
+        assert!(Checkpoint::decode("{\"v\":2,\"scopes\":{}}").is_err());
+        assert!(Checkpoint::decode("not json").is_err());
+    }
+
+    #[test]
+    fn a_full_checkpoint_stays_under_100_kib() {
+        let done: BTreeSet<u64> = (0..MAX_ABOVE as u64).map(|i| 5_000_000 + i * 97).collect();
+        let checkpoint = Checkpoint {
+            scopes: (0..50)
+                .map(|i| {
+                    (
+                        format!("events/namespace-{i}"),
+                        Mark {
+                            base: 4_999_999,
+                            done: BTreeSet::new(),
+                        },
+                    )
+                })
+                .chain([(
+                    "events/busy".to_string(),
+                    Mark {
+                        base: 4_999_999,
+                        done,
+                    },
+                )])
+                .collect(),
+        };
+        assert!(
+            checkpoint.encode().len() < 100 * 1024,
+            "{}",
+            checkpoint.encode().len()
+        );
+    }
+}

@@ -46,6 +46,9 @@ impl Mark {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Checkpoint {
     pub scopes: BTreeMap<String, Mark>,
+    /// The mark of a scope the checkpoint does not name (never written): `Some(empty)`
+    /// makes everything stored news.
+    pub otherwise: Option<Mark>,
 }
 
 /// The annotation's JSON: `{"v":1,"scopes":{"events/default":{"base":"123","done":[4,9]}}}`,
@@ -64,12 +67,25 @@ struct WireMark {
 }
 
 impl Checkpoint {
+    /// A checkpoint under which everything stored is news: what a new leader resumes from
+    /// when its predecessor left none (it ran, so what it reported is unknown; reporting
+    /// again is a repeat Sentry discards by event id, not reporting could be a loss).
+    pub fn everything_new() -> Self {
+        Self {
+            scopes: BTreeMap::new(),
+            otherwise: Some(Mark::default()),
+        }
+    }
+
     /// The mark for a watch scope: its own, else (for a namespace) the all-namespaces one.
     pub fn mark(&self, scope: &str) -> Option<&Mark> {
-        self.scopes.get(scope).or_else(|| {
-            let (resource, _) = scope.split_once('/')?;
-            self.scopes.get(&format!("{resource}/*"))
-        })
+        self.scopes
+            .get(scope)
+            .or_else(|| {
+                let (resource, _) = scope.split_once('/')?;
+                self.scopes.get(&format!("{resource}/*"))
+            })
+            .or(self.otherwise.as_ref())
     }
 
     pub fn encode(&self) -> String {
@@ -120,7 +136,10 @@ impl Checkpoint {
             }
             scopes.insert(scope, Mark { base, done });
         }
-        Ok(Self { scopes })
+        Ok(Self {
+            scopes,
+            otherwise: None,
+        })
     }
 }
 
@@ -329,7 +348,10 @@ impl Ledger {
                 (key.clone(), Mark { base, done })
             })
             .collect();
-        Checkpoint { scopes }
+        Checkpoint {
+            scopes,
+            otherwise: None,
+        }
     }
 }
 
@@ -463,6 +485,7 @@ mod tests {
                 ),
             ]
             .into(),
+            otherwise: None,
         };
         let text = checkpoint.encode();
         assert_eq!(
@@ -497,6 +520,7 @@ mod tests {
                     },
                 )])
                 .collect(),
+            otherwise: None,
         };
         assert!(
             checkpoint.encode().len() < 100 * 1024,

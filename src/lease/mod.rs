@@ -184,7 +184,17 @@ pub async fn begin(
         .and_then(checkpoint_of)
         .filter(|_| keeper.settings.checkpoint);
     let leader = match (keeper.settings.election, lease) {
-        (true, Some(lease)) => keeper.elect(lease).await.unwrap_or(false),
+        (true, Some(lease)) => match keeper.elect(lease).await {
+            Ok(leader) => leader,
+            Err(LeaseError::Forbidden(message)) => {
+                keeper.forbidden(&message);
+                return Begun {
+                    generation: alone,
+                    keeper: None,
+                };
+            }
+            Err(_) => false,
+        },
         _ => true,
     };
     keeper.ledger.lock().unwrap().reset(checkpoint.as_ref());
@@ -378,7 +388,12 @@ impl Keeper {
     }
 
     fn take_over(&mut self, lease: &Lease) {
-        let checkpoint = checkpoint_of(lease).filter(|_| self.settings.checkpoint);
+        // A predecessor that left no checkpoint ran all the same: everything stored is news.
+        let led_before =
+            record_of(lease).is_some_and(|r| !r.holder.is_empty() || r.transitions > 0);
+        let checkpoint = checkpoint_of(lease)
+            .or_else(|| led_before.then(Checkpoint::everything_new))
+            .filter(|_| self.settings.checkpoint);
         self.ledger.lock().unwrap().reset(checkpoint.as_ref());
         self.generation += 1;
         info!(
@@ -409,13 +424,15 @@ impl Keeper {
         warn!(identity = %self.settings.identity, "lost the leadership ({why}): this replica stops reporting");
     }
 
-    /// One round: renew, take over, or write the checkpoint.
-    async fn round(&mut self) {
+    /// One round: renew, take over, or write the checkpoint. False when the Lease can no
+    /// longer be used at all (RBAC): the agent reports on without it.
+    async fn round(&mut self) -> bool {
         let was_leader = self.leadership.is_leader();
         match self.get_or_create().await {
             Err(LeaseError::Forbidden(message)) => {
                 // Granted before, revoked now: keep reporting rather than go silent.
                 self.forbidden(&message);
+                return false;
             }
             Err(LeaseError::Other(message)) => {
                 debug!("cannot read the Lease: {message}; trying again");
@@ -425,13 +442,22 @@ impl Keeper {
             Ok(Some(lease)) if self.settings.election => match self.elect(lease.clone()).await {
                 Ok(true) if !was_leader => self.take_over(&lease),
                 Ok(false) if was_leader => self.step_down("another replica holds the Lease"),
+                Err(LeaseError::Forbidden(message)) => {
+                    self.forbidden(&message);
+                    return false;
+                }
                 _ => {}
             },
             Ok(Some(mut lease)) => {
-                if let Some(text) = self.annotate(&mut lease)
-                    && self.replace(&lease).await.is_ok()
-                {
-                    self.wrote(text);
+                if let Some(text) = self.annotate(&mut lease) {
+                    match self.replace(&lease).await {
+                        Ok(()) => self.wrote(text),
+                        Err(LeaseError::Forbidden(message)) => {
+                            self.forbidden(&message);
+                            return false;
+                        }
+                        Err(_) => {}
+                    }
                 }
             }
         }
@@ -448,6 +474,7 @@ impl Keeper {
                 .checkpoint_age
                 .set(at.elapsed().as_secs() as i64);
         }
+        true
     }
 
     /// Writes the last checkpoint and, if leading, releases the Lease (one update).
@@ -504,7 +531,15 @@ impl Keeper {
                     }
                     return;
                 }
-                _ = tick.tick() => self.round().await,
+                _ = tick.tick() => {
+                    if !self.round().await {
+                        // Without the Lease: report on, and still answer the release.
+                        if let Ok(done) = release.await {
+                            let _ = done.send(());
+                        }
+                        return;
+                    }
+                }
             }
         }
     }

@@ -1,104 +1,13 @@
 //! The `sentry-kubernetes` binary as an operator runs it: exit codes, the dry run, SIGTERM,
 //! its probes, and logs that name problems but never secrets.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 
+use crate::common::process::{BIN, Process, http_get};
 use crate::common::{DEADLINE, World, eventually};
 use harness::fixtures::EventFixture;
 use harness::{ApiServerOptions, DenyRule, FakeApiServer, SinkDelay};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_sentry-kubernetes");
-
-/// A running agent process whose output is collected line by line.
-struct Process {
-    child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let sink = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    lines
-}
-
-impl Process {
-    fn spawn(vars: &[(String, String)]) -> Self {
-        let mut child = Command::new(BIN)
-            .env_clear()
-            .envs(vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
-        Self {
-            child,
-            stdout,
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-
-    fn stdout_lines(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    async fn wait_for_log(&self, what: &str, needle: &str) {
-        let stderr = self.stderr.clone();
-        eventually(what, || {
-            stderr.lock().unwrap().iter().any(|l| l.contains(needle))
-        })
-        .await;
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    async fn wait(&mut self) -> ExitStatus {
-        let child = &mut self.child;
-        let status = crate::common::poll(DEADLINE, || child.try_wait().unwrap()).await;
-        status.unwrap_or_else(|| panic!("the agent did not exit: {}", self.stderr()))
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A minimal HTTP/1.0 GET: the body, then the status code on the last line.
-fn http_get(address: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let code = head.split_whitespace().nth(1).unwrap_or("");
-    format!("{body}\n{code}")
-}
 
 fn run_to_exit(vars: &[(&str, &str)]) -> (Option<i32>, String) {
     let out = Command::new(BIN)

@@ -12,5 +12,6 @@ mod docs;
 mod enrichment;
 mod events;
 mod isolation;
+mod resume;
 mod structure;
 mod watching;

@@ -1,6 +1,8 @@
 //! Shared set-up for the agent's integration tests: a fake apiserver, a Sentry sink, the
 //! agent running in-process against both, and waits with deadlines.
 
+pub mod process;
+
 use std::future::Future;
 use std::time::Duration;
 

@@ -806,3 +806,96 @@ async fn watches_end_cleanly_at_their_timeout() {
         .unwrap();
     assert!(items.iter().all(|e| matches!(e, WatchEvent::Bookmark(_))));
 }
+
+#[tokio::test]
+async fn leases_are_created_read_and_replaced_with_conflicts_on_stale_writes() {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    let server = FakeApiServer::start().await.unwrap();
+    let api: Api<Lease> = Api::namespaced(server.client(), "kube-system");
+    let lease = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some("sentry-kubernetes".into()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("agent-a".into()),
+            lease_duration_seconds: Some(15),
+            ..Default::default()
+        }),
+    };
+    let created = api.create(&PostParams::default(), &lease).await.unwrap();
+    let again = api
+        .create(&PostParams::default(), &lease)
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(again).code, 409, "AlreadyExists");
+    let mut a = api.get("sentry-kubernetes").await.unwrap();
+    let mut b = a.clone();
+    a.spec.as_mut().unwrap().holder_identity = Some("agent-a".into());
+    a.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert("k8s.sentry.io/checkpoint".into(), "{}".into());
+    let renewed = api
+        .replace("sentry-kubernetes", &PostParams::default(), &a)
+        .await
+        .unwrap();
+    assert_ne!(
+        renewed.metadata.resource_version,
+        created.metadata.resource_version
+    );
+    // B read before A's write: its takeover is refused, as the real server does.
+    b.spec.as_mut().unwrap().holder_identity = Some("agent-b".into());
+    let stale = api
+        .replace("sentry-kubernetes", &PostParams::default(), &b)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        api_status(stale).code,
+        409,
+        "Conflict on a stale resourceVersion"
+    );
+    let now = api.get("sentry-kubernetes").await.unwrap();
+    assert_eq!(
+        now.spec.unwrap().holder_identity.as_deref(),
+        Some("agent-a")
+    );
+    assert_eq!(
+        now.metadata.annotations.unwrap()["k8s.sentry.io/checkpoint"],
+        "{}"
+    );
+    assert_eq!(api_status(api.get("missing").await.unwrap_err()).code, 404);
+    // Faults and RBAC apply to leases like to anything else.
+    server.fail(FailRule {
+        path: "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/sentry-kubernetes".into(),
+        method: Some("PUT".into()),
+        status: 500,
+        count: 1,
+        message: None,
+        retry_after: None,
+    });
+    let failed = api
+        .replace(
+            "sentry-kubernetes",
+            &PostParams::default(),
+            &api.get("sentry-kubernetes").await.unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(failed).code, 500);
+    server.deny(DenyRule {
+        verb: "update".into(),
+        resource: "leases".into(),
+        group: Some("coordination.k8s.io".into()),
+        namespace: None,
+    });
+    let denied = api
+        .replace(
+            "sentry-kubernetes",
+            &PostParams::default(),
+            &api.get("sentry-kubernetes").await.unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(denied).code, 403);
+}

@@ -77,8 +77,8 @@ settings! {
     monitor_cronjobs: bool = "SENTRY_K8S_MONITOR_CRONJOBS" ("off") parse::boolean;
     /// per-object DSN from the annotation `k8s.sentry.io/dsn`
     custom_dsns: bool = "SENTRY_K8S_CUSTOM_DSNS" ("off") parse::boolean;
-    /// reasons never reported (case-insensitive; setting it replaces the default)
-    filter_out_reasons: Vec<String> = "SENTRY_K8S_FILTER_OUT_EVENT_REASONS" ("DockerStart,KubeletStart,NodeSysctlChange,ContainerdStart") parse::lowercase_list, blank_is_value;
+    /// reasons never reported (case-insensitive; setting it replaces the default, empty means the default)
+    filter_out_reasons: Vec<String> = "SENTRY_K8S_FILTER_OUT_EVENT_REASONS" ("DockerStart,KubeletStart,NodeSysctlChange,ContainerdStart") parse::lowercase_list;
     /// source components never reported (case-insensitive)
     filter_out_sources: Vec<String> = "SENTRY_K8S_FILTER_OUT_EVENT_SOURCES" ("") parse::lowercase_list;
     /// tag `cluster`, and the first part of every fingerprint
@@ -423,5 +423,24 @@ mod tests {
         assert_eq!(c.queue_size.get(), 1000);
         assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(c.http_addr, None, "an empty address disables the server");
+    }
+
+    #[test]
+    fn an_empty_filter_variable_means_the_defaults() {
+        // As in the Go agent, and as a chart leaves it when the value is unset.
+        let defaults = load(&[]).unwrap();
+        for blank in ["", "  "] {
+            let c = load(&[
+                ("SENTRY_K8S_FILTER_OUT_EVENT_REASONS", blank),
+                ("SENTRY_K8S_FILTER_OUT_EVENT_SOURCES", blank),
+            ])
+            .unwrap();
+            assert_eq!(
+                c.filter_out_reasons, defaults.filter_out_reasons,
+                "{blank:?}"
+            );
+            assert!(c.filter_out_reasons.contains(&"dockerstart".to_string()));
+            assert_eq!(c.filter_out_sources, defaults.filter_out_sources);
+        }
     }
 }

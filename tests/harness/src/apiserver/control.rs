@@ -131,6 +131,7 @@ pub fn delete_one(
 
 pub fn reset(state: &State) {
     state.store.lock().unwrap().reset();
+    state.logs.lock().unwrap().clear();
     *state.faults.lock().unwrap() = Faults::default();
     state.log.lock().unwrap().clear();
     state.set_paused(false);
@@ -244,6 +245,18 @@ pub async fn handle(state: &Arc<State>, parts: &Parts, body: Bytes) -> Response<
         ("POST", "reset") => {
             reset(state);
             done(json!({"ok": true}))
+        }
+        ("POST", "logs") => {
+            #[derive(serde::Deserialize)]
+            struct LogRequest {
+                #[serde(rename = "containerID")]
+                container_id: String,
+                log: String,
+            }
+            with_body(&body, |l: LogRequest| {
+                state.logs.lock().unwrap().set(&l.container_id, &l.log);
+                done(json!({"ok": true}))
+            })
         }
         ("POST", "bookmark") => {
             state.store.lock().unwrap().bookmark();

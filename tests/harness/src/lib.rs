@@ -8,9 +8,11 @@
 //!   bearer tokens, TLS, RBAC denials, and fault injection.
 //! - [`sink`]: envelopes and store requests, content encodings, public-key checks, canned
 //!   429/5xx answers and delays.
+//! - [`metadata`]: a GCP metadata server, for the GKE integration.
 
 pub mod apiserver;
 pub mod fixtures;
+pub mod metadata;
 pub mod scenarios;
 pub mod serve;
 pub mod sink;

@@ -521,14 +521,19 @@ fn list(
         {
             continue;
         }
-        let view = render(res, stored, false);
-        if !fields.matches(&view) || !labels.matches(&view) {
-            continue;
+        // Rendering is only needed to select: counting what remains after a full page
+        // must not copy every object (a paged list of 10,000 pods would be quadratic).
+        if !fields.is_empty() || !labels.is_empty() {
+            let view = render(res, stored, false);
+            if !fields.matches(&view) || !labels.matches(&view) {
+                continue;
+            }
         }
         if limit > 0 && items.len() == limit {
             remaining += 1;
             continue;
         }
+        let view = render(res, stored, false);
         last_key = Some(Key {
             storage: res.storage,
             namespace: stored["metadata"]["namespace"]

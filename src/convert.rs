@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::breadcrumbs::Crumb;
 use crate::config::Config;
 use crate::enrich::Enrichment;
-use crate::event::KubeEvent;
+use crate::event::{KubeEvent, Termination};
 use crate::grouping::{self, Scope};
 use crate::limits::{MAX_MESSAGE_CHARS, MAX_TAG_KEY_CHARS, tag_value, truncate};
 
@@ -73,6 +73,50 @@ fn context(value: Value) -> Context {
     }
 }
 
+/// What only a container's termination adds: the container context (the Go agent's
+/// `Container` context, field by field).
+fn termination_context(
+    termination: &Termination,
+    container: Option<&str>,
+    event: &KubeEvent,
+) -> Context {
+    context(json!({
+        "name": container,
+        "reason": event.reason,
+        "exit_code": termination.exit_code,
+        "signal": termination.signal,
+        "started_at": termination.started_at.map(rfc3339),
+        "finished_at": termination.finished_at.map(rfc3339),
+        "restart_count": termination.restart_count,
+        "instance": if termination.previous { "previous" } else { "current" },
+        "container_id": termination.container_id,
+        "image": termination.image,
+        "field_path": event.involved.field_path,
+    }))
+}
+
+/// The event's own context.
+fn event_context(event: &KubeEvent, length: usize) -> Context {
+    context(json!({
+        "name": event.name,
+        "namespace": event.namespace,
+        "uid": event.uid,
+        // Not "type": that key is the context's own type tag in the protocol.
+        "event_type": event.event_type,
+        "reason": event.reason,
+        "count": event.count(),
+        "first_seen": event.first_seen().map(rfc3339),
+        "last_seen": event.occurred_at().map(rfc3339),
+        "source_component": event.source_component,
+        "source_host": event.source_host,
+        "reporting_controller": event.reporting_controller,
+        "reporting_instance": event.reporting_instance,
+        "action": event.action,
+        "resource_version": event.resource_version,
+        "message_length": (length > MAX_MESSAGE_CHARS).then_some(length),
+    }))
+}
+
 fn breadcrumb(crumb: &Crumb) -> Breadcrumb {
     let mut data = Map::new();
     data.insert("kind".into(), json!(crumb.kind));
@@ -115,8 +159,14 @@ pub fn to_sentry_event(
         root.name.as_str()
     };
 
+    let termination = event.termination.as_deref();
     let mut tags = BTreeMap::new();
-    insert_tag(&mut tags, "watcher_name", "events");
+    let watcher = if termination.is_some() {
+        "pods"
+    } else {
+        "events"
+    };
+    insert_tag(&mut tags, "watcher_name", watcher);
     insert_tag(&mut tags, "namespace", &event.namespace);
     insert_tag(&mut tags, "reason", &event.reason);
     insert_tag(&mut tags, "kind", &involved.kind);
@@ -147,6 +197,11 @@ pub fn to_sentry_event(
     if let Some(container) = container {
         insert_tag(&mut tags, "container", container);
     }
+    if let Some(termination) = termination {
+        // The Go agent's tag for the container of a termination.
+        insert_tag(&mut tags, "container_name", container.unwrap_or(""));
+        insert_tag(&mut tags, "exit_code", &termination.exit_code.to_string());
+    }
     if let Some(node) = &enrichment.node {
         insert_tag(&mut tags, "node_name", node);
     }
@@ -176,27 +231,17 @@ pub fn to_sentry_event(
     let fingerprint = grouping::fingerprint(&scope, &event.message);
 
     let mut contexts = Map::new();
-    contexts.insert(
-        "kubernetes_event".to_string(),
-        context(json!({
-            "name": event.name,
-            "namespace": event.namespace,
-            "uid": event.uid,
-            // Not "type": that key is the context's own type tag in the protocol.
-            "event_type": event.event_type,
-            "reason": event.reason,
-            "count": event.count(),
-            "first_seen": event.first_seen().map(rfc3339),
-            "last_seen": event.occurred_at().map(rfc3339),
-            "source_component": event.source_component,
-            "source_host": event.source_host,
-            "reporting_controller": event.reporting_controller,
-            "reporting_instance": event.reporting_instance,
-            "action": event.action,
-            "resource_version": event.resource_version,
-            "message_length": (length > MAX_MESSAGE_CHARS).then_some(length),
-        })),
-    );
+    match termination {
+        Some(termination) => {
+            contexts.insert(
+                "container".to_string(),
+                termination_context(termination, container, event),
+            );
+        }
+        None => {
+            contexts.insert("kubernetes_event".to_string(), event_context(event, length));
+        }
+    }
     contexts.insert(
         "involved_object".to_string(),
         context(json!({
@@ -228,7 +273,7 @@ pub fn to_sentry_event(
         event_id: event_id(event),
         level: Level::Error,
         message: Some(truncate(&full_message, MAX_MESSAGE_CHARS).into_owned()),
-        logger: Some("kubernetes.events".into()),
+        logger: Some(format!("kubernetes.{watcher}")),
         culprit: Some(format!("{namespace}/{}/{root_name}", root.kind)),
         platform: Cow::Borrowed("other"),
         timestamp: event

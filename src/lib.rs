@@ -4,12 +4,13 @@
 //!
 //! - [`config`]: every environment variable, declared once, parsed and validated once.
 //! - [`cluster`]: the kube client (in-cluster, kubeconfig, or auto).
-//! - [`source`]: the event watches, merged into one stream.
-//! - [`normalize`]: the Kubernetes Event JSON read into our [`event`] types.
+//! - [`source`]: the event watches and the pod watches, merged into one stream.
+//! - [`normalize`]: the Kubernetes Event JSON read into our [`event`] types; [`pods`]: the
+//!   Pod JSON, its containers' terminations read into the same types.
 //! - [`dedup`]: occurrences, not objects — relists and resends report nothing.
 //! - [`filter`]: which occurrences are reported (Warning, minus the operator's filters).
 //! - [`owners`], [`breadcrumbs`] and [`enrich`]: the workload (root owner) of each event, the
-//!   trail of earlier events, the node.
+//!   trail of earlier events, the node; [`scrub`]: secrets out of what containers wrote.
 //! - [`routing`]: which DSN an event goes to.
 //! - [`grouping`] and [`convert`]: the Sentry event, its tags, contexts and fingerprint,
 //!   within Sentry's [`limits`].
@@ -42,8 +43,10 @@ pub mod metrics;
 pub mod normalize;
 pub mod owners;
 pub mod pipeline;
+pub mod pods;
 pub mod redact;
 pub mod routing;
+pub mod scrub;
 pub mod shutdown;
 pub mod source;
 
@@ -124,10 +127,8 @@ impl Agent {
         let config = self.config;
         let (client, connection) = cluster::connect(&config).await?;
         info!(?connection, namespaces = ?config.namespaces, historical = config.historical, "connected");
-        let scopes: Vec<String> = source::watch_scopes(&config.namespaces)
-            .iter()
-            .map(|scope| source::scope_name(scope).to_string())
-            .collect();
+        let watches = source::watches(&config);
+        let scopes: Vec<String> = watches.iter().map(source::Watch::name).collect();
         let stall_limit =
             (config.queue_timeout + Duration::from_secs(60)).max(Duration::from_secs(120));
         let health = Health::new(scopes.clone(), stall_limit);
@@ -155,7 +156,7 @@ impl Agent {
             health.clone(),
             scopes.len(),
         );
-        let source = source::event_source(client, &config.namespaces);
+        let source = source::source(client, &watches);
         let mut pipeline = tokio::spawn(pipeline.run(source, shutdown.clone()));
         let failure = tokio::select! {
             _ = signal => None,

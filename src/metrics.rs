@@ -113,8 +113,10 @@ pub struct Metrics {
     pub deduplicated: Counter,
     /// Occurrences not reported, by `filter`.
     pub filtered: Counted<FilterLabels>,
-    /// Objects that could not be read as events, by `reason`.
+    /// Objects that could not be read as events (or pods), by `reason`.
     pub malformed: Counted<MalformedLabels>,
+    /// Pod objects delivered by the pod watches.
+    pub pods_received: Counter,
     /// Events handed to delivery.
     pub reported: Counter,
     /// Watch errors, by `kind`.
@@ -197,6 +199,11 @@ impl Metrics {
                 r,
                 "events_malformed",
                 "Objects that could not be read as events",
+            ),
+            pods_received: counter(
+                r,
+                "pods_received",
+                "Pod objects delivered by the pod watches",
             ),
             reported: counter(r, "events_reported", "Events handed to delivery"),
             watch_errors: counted(r, "watch_errors", "Errors from the event watches"),

@@ -1,16 +1,18 @@
 //! The pipeline, in one place:
 //!
 //! ```text
-//! source → normalize → dedup → filter ─┬→ owners (concurrent, order kept) → breadcrumbs
-//!                                      │   → route → convert → deliver
-//!                                      └ (Normal, history: breadcrumbs only)
+//! source → normalize (events) ─┬→ dedup → filter ─┬→ owners (concurrent, order kept)
+//!          pods (terminations) ┘                  │   → breadcrumbs → route → convert
+//!                                                 │   → deliver
+//!                                                 └ (Normal, history: breadcrumbs only)
 //! ```
 //!
 //! [`Tracker`] is the synchronous front: which observations are occurrences, which are
-//! reported. The first list of each watch is history — remembered, not reported — unless
-//! historical replay is on, when it is reported oldest first once the list is complete.
-//! Owner chains are resolved with bounded concurrency, then [`Reporter`] records every
-//! occurrence in the breadcrumb trail and sends the reported ones, in order.
+//! reported. Events and containers' terminations are both occurrences, deduplicated alike.
+//! The first list of each watch is history — remembered, not reported — unless historical
+//! replay is on, when it is reported oldest first once the list is complete. Owner chains
+//! are resolved with bounded concurrency, then [`Reporter`] records every occurrence in
+//! the breadcrumb trail and sends the reported ones, in order.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -29,12 +31,14 @@ use crate::event::KubeEvent;
 use crate::filter::{Filtered, Filters};
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::normalize::normalize;
+use crate::normalize::{Malformed, normalize};
 use crate::owners::cache::{CacheLimits, Meta};
 use crate::owners::{Chain, OwnerResolver, readable_resource};
+use crate::pods::PodView;
 use crate::routing::{self, Router};
+use crate::scrub::Scrubber;
 use crate::shutdown::Shutdown;
-use crate::source::SourceItem;
+use crate::source::{Object, SourceItem};
 
 /// How often the pipeline proves it is alive while idle.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -60,6 +64,8 @@ struct WatchState {
 pub struct Tracker {
     filters: Filters,
     historical: bool,
+    event_ttl: Duration,
+    scrubber: Arc<Scrubber>,
     metrics: Metrics,
     health: Arc<Health>,
     seen: SeenEvents,
@@ -71,6 +77,8 @@ impl Tracker {
         Self {
             filters: Filters::from_config(config),
             historical: config.historical,
+            event_ttl: config.event_ttl,
+            scrubber: Arc::new(Scrubber::new(&config.scrub_patterns)),
             seen: SeenEvents::new(config.dedup_capacity, config.event_ttl),
             watches: (0..watches).map(|_| WatchState::default()).collect(),
             metrics,
@@ -87,17 +95,33 @@ impl Tracker {
                 Vec::new()
             }
             SourceItem::Listed { watch, object } | SourceItem::Applied { watch, object } => {
-                let Some(event) = self.read(&object) else {
-                    return Vec::new();
-                };
-                self.observe(watch, event).into_iter().collect()
+                match object {
+                    Object::Event(object) => {
+                        let Some(event) = self.read(&object) else {
+                            return Vec::new();
+                        };
+                        self.observe(watch, event).into_iter().collect()
+                    }
+                    Object::Pod(pod) => self.observe_pod(watch, &pod),
+                }
             }
             SourceItem::ListDone { watch } => self.list_done(watch),
             SourceItem::Deleted { object, .. } => {
-                if let Ok(event) = normalize(&object) {
-                    self.seen.forget(&event.uid);
-                    self.metrics.dedup_entries.set(self.seen.len() as i64);
+                match object {
+                    Object::Event(object) => {
+                        if let Ok(event) = normalize(&object) {
+                            self.seen.forget(&event.uid);
+                        }
+                    }
+                    Object::Pod(pod) => {
+                        for container in &pod.containers {
+                            if let Some(key) = pod.termination_key(&container.name) {
+                                self.seen.forget(&key);
+                            }
+                        }
+                    }
                 }
+                self.metrics.dedup_entries.set(self.seen.len() as i64);
                 Vec::new()
             }
             SourceItem::Failed { kind, .. } => {
@@ -122,6 +146,45 @@ impl Tracker {
                 None
             }
         }
+    }
+
+    /// The failed terminations a pod shows, each an occurrence the first time it is seen.
+    fn observe_pod(&mut self, watch: usize, pod: &PodView) -> Vec<Occurrence> {
+        self.metrics.pods_received.inc();
+        if pod.identity().is_none() {
+            self.metrics.malformed.inc(Malformed::NoIdentity);
+            warn!("skipped a pod with neither a uid nor a name");
+            return Vec::new();
+        }
+        let mut occurrences = Vec::new();
+        for mut termination in pod.terminations() {
+            if pod.deleting {
+                // Stopped on purpose; remembered so it is counted once, never reported.
+                if self.is_new(&termination) {
+                    self.metrics.filtered.inc(Filtered::PodDeleting);
+                }
+                continue;
+            }
+            // A termination message is what the container wrote: scrubbed like its logs.
+            if let (message, 1..) = self.scrubber.scrub(&termination.message) {
+                termination.message = message.into_owned();
+            }
+            occurrences.extend(self.observe(watch, termination));
+        }
+        occurrences
+    }
+
+    /// Records an observation; true if it is a new occurrence.
+    fn is_new(&mut self, event: &KubeEvent) -> bool {
+        let observation = self.seen.observe(event, Instant::now());
+        self.metrics.observed(&observation);
+        if observation.evictions.capacity > 0 {
+            debug!(
+                capacity = self.seen.capacity(),
+                "dedup capacity reached; forgot the least recently seen event"
+            );
+        }
+        observation.verdict != Verdict::Duplicate
     }
 
     fn list_done(&mut self, watch: usize) -> Vec<Occurrence> {
@@ -149,15 +212,7 @@ impl Tracker {
     }
 
     fn observe(&mut self, watch: usize, event: KubeEvent) -> Option<Occurrence> {
-        let observation = self.seen.observe(&event, Instant::now());
-        self.metrics.observed(&observation);
-        if observation.evictions.capacity > 0 {
-            debug!(
-                capacity = self.seen.capacity(),
-                "dedup capacity reached; forgot the least recently seen event"
-            );
-        }
-        if observation.verdict == Verdict::Duplicate {
+        if !self.is_new(&event) {
             return None;
         }
         // Filtered-out reasons and sources are noise by the operator's word: not even
@@ -183,13 +238,26 @@ impl Tracker {
         Some(self.decide(event))
     }
 
-    /// Reported, unless Normal.
+    /// Reported, unless Normal or a termination as old as an expired event (seen again
+    /// only because its dedup entry was evicted or expired meanwhile).
     fn decide(&self, event: KubeEvent) -> Occurrence {
-        let report = !event.is_normal();
-        if !report {
-            self.metrics.filtered.inc(Filtered::Normal);
+        let expired = event.finished_at().is_some_and(|finished| {
+            (chrono::Utc::now() - finished).to_std().unwrap_or_default() > self.event_ttl
+        });
+        let filtered = if event.is_normal() {
+            Some(Filtered::Normal)
+        } else if expired {
+            Some(Filtered::Expired)
+        } else {
+            None
+        };
+        if let Some(filtered) = filtered {
+            self.metrics.filtered.inc(filtered);
         }
-        Occurrence { event, report }
+        Occurrence {
+            report: filtered.is_none(),
+            event,
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-//! The event source: one `kube::runtime::watcher` per namespace (or one cluster-wide),
-//! merged into one stream. Watch errors are logged with the apiserver's message, passed on
-//! (the pipeline counts them), backed off and retried; the stream never ends on its own.
+//! The source: one `kube::runtime::watcher` of Events per namespace (or one cluster-wide)
+//! and, with `SENTRY_K8S_WATCH_PODS`, one of Pods beside each, merged into one stream.
+//! Watch errors are logged with the apiserver's message, passed on (the pipeline counts
+//! them), backed off and retried; the stream never ends on its own.
 
 use futures::{Stream, StreamExt, stream};
 use k8s_openapi::api::core::v1::Event as CoreEvent;
@@ -8,8 +9,55 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use tracing::{debug, info, warn};
 
-use crate::config::Namespaces;
+use crate::config::{Config, Namespaces};
 use crate::labels::label_enum;
+use crate::pods::PodView;
+
+/// Pods per page of a pod list: a page is held whole while it is read, and a pod (its
+/// spec, managedFields) is far larger than an event.
+const POD_PAGE_SIZE: u32 = 100;
+
+/// What a watch watches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feed {
+    Events,
+    /// Pods, for their containers' terminations.
+    Pods,
+}
+
+/// One watch: a feed in a scope (a namespace, or `None` for the whole cluster).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watch {
+    pub feed: Feed,
+    pub scope: Option<String>,
+}
+
+impl Watch {
+    /// How logs and `/readyz` name it: `shop`, or `shop (pods)`.
+    pub fn name(&self) -> String {
+        let scope = scope_name(&self.scope);
+        match self.feed {
+            Feed::Events => scope.to_string(),
+            Feed::Pods => format!("{scope} (pods)"),
+        }
+    }
+}
+
+/// Every watch of the configuration: the event watches, then the pod watches.
+pub fn watches(config: &Config) -> Vec<Watch> {
+    let scopes = watch_scopes(&config.namespaces);
+    let feeds = [Feed::Events, Feed::Pods]
+        .into_iter()
+        .filter(|feed| *feed == Feed::Events || config.watch_pods);
+    feeds
+        .flat_map(|feed| {
+            scopes.iter().map(move |scope| Watch {
+                feed,
+                scope: scope.clone(),
+            })
+        })
+        .collect()
+}
 
 label_enum! {
     /// What went wrong with a watch (`sentry_k8s_watch_errors_total{kind}`).
@@ -27,6 +75,13 @@ label_enum! {
     }
 }
 
+/// An object a watch delivered.
+#[derive(Debug, Clone)]
+pub enum Object {
+    Event(DynamicObject),
+    Pod(PodView),
+}
+
 /// What one watch says, tagged with which watch said it.
 #[derive(Debug, Clone)]
 pub enum SourceItem {
@@ -36,7 +91,7 @@ pub enum SourceItem {
     },
     Listed {
         watch: usize,
-        object: DynamicObject,
+        object: Object,
     },
     /// The list is complete; live changes follow.
     ListDone {
@@ -44,11 +99,11 @@ pub enum SourceItem {
     },
     Applied {
         watch: usize,
-        object: DynamicObject,
+        object: Object,
     },
     Deleted {
         watch: usize,
-        object: DynamicObject,
+        object: Object,
     },
     /// The watch failed (already logged); it backs off and retries.
     Failed {
@@ -71,7 +126,7 @@ pub fn scope_name(scope: &Option<String>) -> &str {
 }
 
 /// Classifies and logs a watch error. 410s are routine (a relist follows); 403s mean RBAC.
-fn report_error(scope: &Option<String>, error: &watcher::Error) -> WatchErrorKind {
+fn report_error(watch: &Watch, error: &watcher::Error) -> WatchErrorKind {
     use kube::Error as KubeError;
     use watcher::Error as WatchError;
     let status = match error {
@@ -89,63 +144,94 @@ fn report_error(scope: &Option<String>, error: &watcher::Error) -> WatchErrorKin
         (_, WatchError::WatchStartFailed(_) | WatchError::WatchFailed(_)) => WatchErrorKind::Watch,
         _ => WatchErrorKind::Other,
     };
-    let namespace = scope_name(scope);
+    let namespace = scope_name(&watch.scope);
+    let feed = match watch.feed {
+        Feed::Events => "event",
+        Feed::Pods => "pod",
+    };
     match (kind, status) {
-        (WatchErrorKind::Expired, _) => debug!(namespace, "event watch expired (410); relisting"),
+        (WatchErrorKind::Expired, _) => debug!(namespace, "{feed} watch expired (410); relisting"),
         (_, Some(status)) => warn!(
             namespace,
             code = status.code,
             reason = %status.reason,
-            "event watch failed: {}; retrying with backoff",
+            "{feed} watch failed: {}; retrying with backoff",
             status.message
         ),
         _ => warn!(
             namespace,
-            "event watch failed: {error}; retrying with backoff"
+            "{feed} watch failed: {error}; retrying with backoff"
         ),
     }
     kind
 }
 
-/// The merged stream of every configured watch.
-pub fn event_source(
-    client: kube::Client,
-    namespaces: &Namespaces,
-) -> impl Stream<Item = SourceItem> + Send + 'static {
-    let resource = ApiResource::erase::<CoreEvent>(&());
-    let watches = watch_scopes(namespaces)
-        .into_iter()
-        .enumerate()
-        .map(|(watch, scope)| {
-            let api: Api<DynamicObject> = match &scope {
-                Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-                None => Api::all_with(client.clone(), &resource),
+/// One watcher's stream as source items.
+fn items<K: 'static>(
+    index: usize,
+    watch: Watch,
+    stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    object: fn(K) -> Object,
+) -> futures::stream::BoxStream<'static, SourceItem> {
+    stream
+        .filter_map(move |item| {
+            let watch_index = index;
+            let out = match item {
+                Ok(watcher::Event::Init) => SourceItem::ListStarted { watch: watch_index },
+                Ok(watcher::Event::InitApply(o)) => SourceItem::Listed {
+                    watch: watch_index,
+                    object: object(o),
+                },
+                Ok(watcher::Event::InitDone) => SourceItem::ListDone { watch: watch_index },
+                Ok(watcher::Event::Apply(o)) => SourceItem::Applied {
+                    watch: watch_index,
+                    object: object(o),
+                },
+                Ok(watcher::Event::Delete(o)) => SourceItem::Deleted {
+                    watch: watch_index,
+                    object: object(o),
+                },
+                Err(error) => SourceItem::Failed {
+                    watch: watch_index,
+                    kind: report_error(&watch, &error),
+                },
             };
-            info!(namespace = scope_name(&scope), "watching events");
-            watcher(api, watcher::Config::default())
-                .default_backoff()
-                .filter_map(move |item| {
-                    let out = match item {
-                        Ok(watcher::Event::Init) => Some(SourceItem::ListStarted { watch }),
-                        Ok(watcher::Event::InitApply(object)) => {
-                            Some(SourceItem::Listed { watch, object })
-                        }
-                        Ok(watcher::Event::InitDone) => Some(SourceItem::ListDone { watch }),
-                        Ok(watcher::Event::Apply(object)) => {
-                            Some(SourceItem::Applied { watch, object })
-                        }
-                        Ok(watcher::Event::Delete(object)) => {
-                            Some(SourceItem::Deleted { watch, object })
-                        }
-                        Err(error) => Some(SourceItem::Failed {
-                            watch,
-                            kind: report_error(&scope, &error),
-                        }),
+            std::future::ready(Some(out))
+        })
+        .boxed()
+}
+
+/// The merged stream of `watches` (see [`watches`]); items name their watch by index.
+pub fn source(
+    client: kube::Client,
+    watches: &[Watch],
+) -> impl Stream<Item = SourceItem> + Send + 'static {
+    let events = ApiResource::erase::<CoreEvent>(&());
+    let streams = watches
+        .iter()
+        .enumerate()
+        .map(|(index, watch)| {
+            info!(namespace = scope_name(&watch.scope), feed = ?watch.feed, "watching");
+            match watch.feed {
+                Feed::Events => {
+                    let api: Api<DynamicObject> = match &watch.scope {
+                        Some(ns) => Api::namespaced_with(client.clone(), ns, &events),
+                        None => Api::all_with(client.clone(), &events),
                     };
-                    std::future::ready(out)
-                })
-                .boxed()
+                    let stream = watcher(api, watcher::Config::default()).default_backoff();
+                    items(index, watch.clone(), stream, Object::Event)
+                }
+                Feed::Pods => {
+                    let api: Api<PodView> = match &watch.scope {
+                        Some(ns) => Api::namespaced(client.clone(), ns),
+                        None => Api::all(client.clone()),
+                    };
+                    let config = watcher::Config::default().page_size(POD_PAGE_SIZE);
+                    let stream = watcher(api, config).default_backoff();
+                    items(index, watch.clone(), stream, Object::Pod)
+                }
+            }
         })
         .collect::<Vec<_>>();
-    stream::select_all(watches)
+    stream::select_all(streams)
 }

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use regex::Regex;
 use sentry::types::Dsn;
 
 use super::types::{ClusterConfigType, LogFormat, LogLevel, Namespaces};
@@ -110,6 +111,26 @@ pub fn lowercase_list(value: &str) -> Parsed<Vec<String>> {
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
         .collect())
+}
+
+/// Regular expressions, one per line (a comma may be part of a pattern); blank lines are
+/// skipped. Each is compiled now, so a bad one stops the agent at start.
+pub fn regex_list(value: &str) -> Parsed<Vec<Regex>> {
+    value
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|pattern| {
+            regex::RegexBuilder::new(pattern)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| {
+                    let first = e.to_string();
+                    let first = first.lines().last().unwrap_or("").trim().to_string();
+                    format!("{pattern:?} is not a valid regular expression: {first}")
+                })
+        })
+        .collect()
 }
 
 /// A DNS-1123 label: what Kubernetes accepts as a namespace name.
@@ -227,6 +248,20 @@ mod tests {
         ] {
             assert!(duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn patterns_are_one_per_line_and_compiled_at_start() {
+        let patterns = regex_list("\\d{3},\\d{2}\n\n  (?i)secret  \n").unwrap();
+        let shown: Vec<&str> = patterns.iter().map(Regex::as_str).collect();
+        assert_eq!(shown, [r"\d{3},\d{2}", "(?i)secret"]);
+        let error = regex_list("ok\n(unclosed").unwrap_err();
+        assert!(
+            error.starts_with("\"(unclosed\" is not a valid regular expression"),
+            "{error}"
+        );
+        assert!(!error.contains('\n'), "one line: {error}");
+        assert!(regex_list("").unwrap().is_empty());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use regex::Regex;
 use sentry::types::Dsn;
 
 use super::parse;
@@ -63,8 +64,12 @@ settings! {
     release: Option<String> = "SENTRY_RELEASE" ("") parse::text;
     /// comma-separated namespaces, or `__all__` for one cluster-wide watch; duplicates are watched once
     namespaces: Namespaces = "SENTRY_K8S_WATCH_NAMESPACES" ("default") parse::namespaces;
-    /// report events already stored at start
+    /// report events (and container crashes) already stored at start
     historical: bool = "SENTRY_K8S_WATCH_HISTORICAL" ("off") parse::boolean;
+    /// watch pods too, and report each container that ends with a failure (OOMKilled, a non-zero exit) once
+    watch_pods: bool = "SENTRY_K8S_WATCH_PODS" ("on") parse::boolean;
+    /// more regular expressions, one per line, whose matches in log lines and termination messages become `[Filtered]` (beside the built-in ones)
+    scrub_patterns: Vec<Regex> = "SENTRY_K8S_SCRUB_PATTERNS" ("") parse::regex_list;
     /// `auto` (in-cluster when the service account is mounted, else kubeconfig), `in-cluster`, `out-cluster`
     cluster_config: ClusterConfigType = "SENTRY_K8S_CLUSTER_CONFIG_TYPE" ("auto") parse::cluster_config_type;
     /// kubeconfig for out-of-cluster use (current context)
@@ -268,6 +273,8 @@ mod tests {
         assert_eq!(c.http_addr, Some("0.0.0.0:8080".parse().unwrap()));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(c.hostname(), "agent-0");
+        assert!(c.watch_pods, "the Go agent always watches pods");
+        assert!(c.scrub_patterns.is_empty());
     }
 
     #[test]
@@ -355,6 +362,8 @@ mod tests {
             ("SENTRY_K8S_SEND_CONCURRENCY", "-1"),
             ("SENTRY_K8S_EVENT_TTL", "1d"),
             ("SENTRY_K8S_DEDUP_CAPACITY", "lots"),
+            ("SENTRY_K8S_WATCH_PODS", "sometimes"),
+            ("SENTRY_K8S_SCRUB_PATTERNS", "[a-"),
             ("SENTRY_DSN", "not a dsn"),
         ];
         for (var, value) in cases {

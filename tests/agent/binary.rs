@@ -346,7 +346,7 @@ async fn probes_and_metrics_are_served() {
     let metrics = get("/metrics");
     for name in [
         "sentry_k8s_watch_errors_total{kind=\"forbidden\"}",
-        "sentry_k8s_watches_ready 1",
+        "sentry_k8s_watches_ready 2",
         "sentry_k8s_events_reported_total",
         "sentry_k8s_queue_depth",
     ] {

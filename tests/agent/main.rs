@@ -11,5 +11,6 @@ mod delivery;
 mod docs;
 mod enrichment;
 mod events;
+mod pods;
 mod structure;
 mod watching;

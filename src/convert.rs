@@ -242,6 +242,17 @@ pub fn to_sentry_event(
             contexts.insert("kubernetes_event".to_string(), event_context(event, length));
         }
     }
+    if let Some(log) = &enrichment.logs {
+        contexts.insert(
+            "container_log".to_string(),
+            context(json!({
+                "instance": if log.previous { "previous" } else { "current" },
+                "lines": log.lines,
+                "truncated": log.truncated.then_some(true),
+                "scrubbed": (log.scrubbed > 0).then_some(log.scrubbed),
+            })),
+        );
+    }
     contexts.insert(
         "involved_object".to_string(),
         context(json!({

@@ -10,7 +10,8 @@
 //! - [`dedup`]: occurrences, not objects — relists and resends report nothing.
 //! - [`filter`]: which occurrences are reported (Warning, minus the operator's filters).
 //! - [`owners`], [`breadcrumbs`] and [`enrich`]: the workload (root owner) of each event, the
-//!   trail of earlier events, the node; [`scrub`]: secrets out of what containers wrote.
+//!   trail of earlier events, the node; [`logs`] (with [`scrub`]): a crashed container's
+//!   last lines.
 //! - [`routing`]: which DSN an event goes to.
 //! - [`grouping`] and [`convert`]: the Sentry event, its tags, contexts and fingerprint,
 //!   within Sentry's [`limits`].
@@ -39,6 +40,7 @@ pub mod health;
 pub mod labels;
 pub mod limits;
 pub mod logging;
+pub mod logs;
 pub mod metrics;
 pub mod normalize;
 pub mod owners;

@@ -21,6 +21,7 @@ use crate::dedup::{self, Observation, Verdict};
 use crate::delivery::outcome::{DropReason, RetryReason};
 use crate::event::EventType;
 use crate::filter::Filtered;
+use crate::logs::LogOutcome;
 use crate::normalize::Malformed;
 use crate::owners::cache::LookupOutcome;
 use crate::routing::RouteOutcome;
@@ -64,6 +65,9 @@ label_set!(CrumbEvictionLabels {
 });
 label_set!(RouteLabels {
     outcome: RouteOutcome
+});
+label_set!(LogLabels {
+    outcome: LogOutcome
 });
 
 /// A counter per value of one typed label.
@@ -117,6 +121,8 @@ pub struct Metrics {
     pub malformed: Counted<MalformedLabels>,
     /// Pod objects delivered by the pod watches.
     pub pods_received: Counter,
+    /// Reads of a crashed container's last log lines, by `outcome`.
+    pub container_logs: Counted<LogLabels>,
     /// Events handed to delivery.
     pub reported: Counter,
     /// Watch errors, by `kind`.
@@ -204,6 +210,11 @@ impl Metrics {
                 r,
                 "pods_received",
                 "Pod objects delivered by the pod watches",
+            ),
+            container_logs: counted(
+                r,
+                "container_logs",
+                "Reads of a crashed container's last log lines, by outcome",
             ),
             reported: counter(r, "events_reported", "Events handed to delivery"),
             watch_errors: counted(r, "watch_errors", "Errors from the event watches"),

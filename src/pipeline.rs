@@ -1,8 +1,8 @@
 //! The pipeline, in one place:
 //!
 //! ```text
-//! source → normalize (events) ─┬→ dedup → filter ─┬→ owners (concurrent, order kept)
-//!          pods (terminations) ┘                  │   → breadcrumbs → route → convert
+//! source → normalize (events) ─┬→ dedup → filter ─┬→ owners, crash logs (concurrent, order
+//!          pods (terminations) ┘                  │   kept) → breadcrumbs → route → convert
 //!                                                 │   → deliver
 //!                                                 └ (Normal, history: breadcrumbs only)
 //! ```
@@ -11,8 +11,9 @@
 //! reported. Events and containers' terminations are both occurrences, deduplicated alike.
 //! The first list of each watch is history — remembered, not reported — unless historical
 //! replay is on, when it is reported oldest first once the list is complete. Owner chains
-//! are resolved with bounded concurrency, then [`Reporter`] records every occurrence in
-//! the breadcrumb trail and sends the reported ones, in order.
+//! (and, for a crash, the container's last lines) are resolved with bounded concurrency,
+//! then [`Reporter`] records every occurrence in the breadcrumb trail and sends the
+//! reported ones, in order.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::enrich::Enricher;
 use crate::event::KubeEvent;
 use crate::filter::{Filtered, Filters};
 use crate::health::Health;
+use crate::logs::{ContainerLog, LogReader};
 use crate::metrics::Metrics;
 use crate::normalize::{Malformed, normalize};
 use crate::owners::cache::{CacheLimits, Meta};
@@ -84,6 +86,11 @@ impl Tracker {
             metrics,
             health,
         }
+    }
+
+    /// What scrubs container output (termination messages here, log lines later).
+    pub fn scrubber(&self) -> Arc<Scrubber> {
+        self.scrubber.clone()
     }
 
     /// The occurrences one source item yields (a completed first list may yield many).
@@ -261,15 +268,30 @@ impl Tracker {
     }
 }
 
-/// Stage two: the owner chain of an occurrence, and its namespace's metadata when routing
-/// needs it.
+/// Stage two: the owner chain of an occurrence, its namespace's metadata when routing
+/// needs it, and a reported crash's last log lines when they are wanted.
 pub struct Resolved {
     pub occurrence: Occurrence,
     pub chain: Chain,
     pub namespace: Option<Arc<Meta>>,
+    pub logs: Option<ContainerLog>,
 }
 
-async fn resolve(resolver: OwnerResolver, custom_dsns: bool, occurrence: Occurrence) -> Resolved {
+async fn resolve(
+    resolver: OwnerResolver,
+    custom_dsns: bool,
+    logs: Option<Arc<LogReader>>,
+    metrics: Metrics,
+    occurrence: Occurrence,
+) -> Resolved {
+    let read_logs = async {
+        let reader = logs.filter(|_| occurrence.report)?;
+        let (log, outcome) = reader.read(&occurrence.event).await;
+        if let Some(outcome) = outcome {
+            metrics.container_logs.inc(outcome);
+        }
+        log
+    };
     let mut involved = occurrence.event.involved.clone();
     // Events about namespaced objects sometimes leave the object's namespace out.
     if involved.namespace.is_empty()
@@ -278,16 +300,21 @@ async fn resolve(resolver: OwnerResolver, custom_dsns: bool, occurrence: Occurre
     {
         involved.namespace = occurrence.event.namespace.clone();
     }
-    let chain = resolver.chain(&involved).await;
-    let namespace = if occurrence.report && routing::needs_namespace(&chain, custom_dsns) {
-        resolver.namespace(&occurrence.event.namespace).await
-    } else {
-        None
+    let owners = async {
+        let chain = resolver.chain(&involved).await;
+        let namespace = if occurrence.report && routing::needs_namespace(&chain, custom_dsns) {
+            resolver.namespace(&occurrence.event.namespace).await
+        } else {
+            None
+        };
+        (chain, namespace)
     };
+    let ((chain, namespace), logs) = futures::join!(owners, read_logs);
     Resolved {
         occurrence,
         chain,
         namespace,
+        logs,
     }
 }
 
@@ -320,13 +347,15 @@ impl Reporter {
             occurrence: Occurrence { event, report },
             chain,
             namespace,
+            logs,
         } = resolved;
         let (enrichment, evictions) = self.enricher.observe(&event, chain, report);
         self.metrics
             .trail_recorded(evictions, self.enricher.workloads());
-        let Some(enrichment) = enrichment else {
+        let Some(mut enrichment) = enrichment else {
             return;
         };
+        enrichment.logs = logs;
         let route = self.router.route(&enrichment.chain, namespace.as_deref());
         if let Some(outcome) = route.outcome {
             self.metrics.custom_dsn.inc(outcome);
@@ -348,10 +377,12 @@ impl Reporter {
 pub struct Pipeline {
     tracker: Tracker,
     resolver: OwnerResolver,
+    logs: Option<Arc<LogReader>>,
     reporter: Reporter,
     concurrency: NonZeroUsize,
     custom_dsns: bool,
     health: Arc<Health>,
+    metrics: Metrics,
 }
 
 impl Pipeline {
@@ -368,13 +399,23 @@ impl Pipeline {
             capacity: config.owner_cache_size,
             ttl: config.owner_cache_ttl,
         };
+        let tracker = Tracker::new(config, metrics.clone(), health.clone(), watches);
+        let logs = (config.container_logs > 0).then(|| {
+            Arc::new(LogReader::new(
+                client.clone(),
+                config.container_logs,
+                tracker.scrubber(),
+            ))
+        });
         Self {
-            tracker: Tracker::new(config, metrics.clone(), health.clone(), watches),
+            tracker,
             resolver: OwnerResolver::new(client, limits, metrics.clone()),
+            logs,
             reporter: Reporter::new(config, metrics.clone(), delivery),
             concurrency: config.lookup_concurrency,
             custom_dsns: config.custom_dsns,
             health,
+            metrics: metrics.clone(),
         }
     }
 
@@ -387,16 +428,26 @@ impl Pipeline {
         let Pipeline {
             mut tracker,
             resolver,
+            logs,
             mut reporter,
             concurrency,
             custom_dsns,
             health,
+            metrics,
         } = self;
         let stop = shutdown.clone();
         let occurrences = source
             .take_until(async move { stop.triggered().await })
             .flat_map(move |item| stream::iter(tracker.handle(item)))
-            .map(move |occurrence| resolve(resolver.clone(), custom_dsns, occurrence))
+            .map(move |occurrence| {
+                resolve(
+                    resolver.clone(),
+                    custom_dsns,
+                    logs.clone(),
+                    metrics.clone(),
+                    occurrence,
+                )
+            })
             .buffered(concurrency.get());
         let mut occurrences = std::pin::pin!(occurrences);
         let mut heartbeat = tokio::time::interval(HEARTBEAT);

@@ -133,6 +133,18 @@ pub fn regex_list(value: &str) -> Parsed<Vec<Regex>> {
         .collect()
 }
 
+/// The most log lines a report may carry.
+pub const MAX_LOG_LINES: usize = 1000;
+
+/// A number of log lines: 0 (off) to [`MAX_LOG_LINES`].
+pub fn log_lines(value: &str) -> Parsed<usize> {
+    let lines = count(value)?;
+    if lines > MAX_LOG_LINES {
+        return Err(format!("at most {MAX_LOG_LINES} lines (0 turns it off)"));
+    }
+    Ok(lines)
+}
+
 /// A DNS-1123 label: what Kubernetes accepts as a namespace name.
 pub fn is_namespace_name(name: &str) -> bool {
     !name.is_empty()
@@ -262,6 +274,12 @@ mod tests {
         );
         assert!(!error.contains('\n'), "one line: {error}");
         assert!(regex_list("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn log_lines_are_bounded() {
+        assert_eq!(log_lines("50").unwrap(), 50);
+        assert!(log_lines("1001").is_err());
     }
 
     #[test]

@@ -68,6 +68,8 @@ settings! {
     historical: bool = "SENTRY_K8S_WATCH_HISTORICAL" ("off") parse::boolean;
     /// watch pods too, and report each container that ends with a failure (OOMKilled, a non-zero exit) once
     watch_pods: bool = "SENTRY_K8S_WATCH_PODS" ("on") parse::boolean;
+    /// the last lines a crashed container wrote, attached to its report (0: none; at most 1000; RBAC `get pods/log`)
+    container_logs: usize = "SENTRY_K8S_CONTAINER_LOGS" ("0") parse::log_lines;
     /// more regular expressions, one per line, whose matches in log lines and termination messages become `[Filtered]` (beside the built-in ones)
     scrub_patterns: Vec<Regex> = "SENTRY_K8S_SCRUB_PATTERNS" ("") parse::regex_list;
     /// `auto` (in-cluster when the service account is mounted, else kubeconfig), `in-cluster`, `out-cluster`
@@ -274,6 +276,10 @@ mod tests {
         assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(c.hostname(), "agent-0");
         assert!(c.watch_pods, "the Go agent always watches pods");
+        assert_eq!(
+            c.container_logs, 0,
+            "logs leave the cluster only when asked"
+        );
         assert!(c.scrub_patterns.is_empty());
     }
 
@@ -363,6 +369,8 @@ mod tests {
             ("SENTRY_K8S_EVENT_TTL", "1d"),
             ("SENTRY_K8S_DEDUP_CAPACITY", "lots"),
             ("SENTRY_K8S_WATCH_PODS", "sometimes"),
+            ("SENTRY_K8S_CONTAINER_LOGS", "all"),
+            ("SENTRY_K8S_CONTAINER_LOGS", "5000"),
             ("SENTRY_K8S_SCRUB_PATTERNS", "[a-"),
             ("SENTRY_DSN", "not a dsn"),
         ];

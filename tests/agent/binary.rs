@@ -6,7 +6,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 
 use crate::common::{DEADLINE, World, eventually};
-use harness::fixtures::EventFixture;
+use harness::fixtures::{ContainerStatusFixture, EventFixture, ObjectFixture};
 use harness::{ApiServerOptions, DenyRule, FakeApiServer, SinkDelay};
 use serde_json::Value;
 
@@ -303,6 +303,45 @@ async fn logs_never_contain_the_dsn_key_or_the_token() {
                 "JSON lines: {logs}"
             );
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_contain_what_a_container_wrote() {
+    let world = World::new().await;
+    let mut agent = Process::spawn(&world.vars(&[
+        ("SENTRY_K8S_LOG_LEVEL", "trace"),
+        ("SENTRY_K8S_CONTAINER_LOGS", "10"),
+    ]));
+    world.server.wait_for_watches(2, DEADLINE).await.unwrap();
+    let app = ContainerStatusFixture::new("app", "web:1")
+        .crashed(1, "Error", chrono::Utc::now())
+        .set(
+            &["lastState", "terminated", "message"],
+            serde_json::json!("termination-message-9c1e"),
+        );
+    world.server.set_container_log(
+        &app.previous_container_id().unwrap(),
+        "log-line-7f3a\npanic: log-line-b2d4\n",
+    );
+    ObjectFixture::new("Pod", "default", "web-0")
+        .status("Running", &[app.build()])
+        .create(&world.server);
+    let events = world.sink.wait_for_events(1, DEADLINE).await.unwrap();
+    let sent = serde_json::to_string(&events[0].event).unwrap();
+    assert!(
+        sent.contains("log-line-b2d4") && sent.contains("termination-message-9c1e"),
+        "the report carries them: {sent}"
+    );
+    agent.terminate();
+    agent.wait().await;
+    let logs = agent.stderr();
+    assert!(logs.contains("web-0"), "trace logs about the pod: {logs}");
+    for written in ["log-line-7f3a", "log-line-b2d4", "termination-message-9c1e"] {
+        assert!(
+            !logs.contains(written),
+            "{written} in the agent's logs: {logs}"
+        );
     }
 }
 

@@ -6,6 +6,7 @@ mod common;
 
 mod binary;
 mod connect;
+mod container_logs;
 mod crons;
 mod delivery;
 mod docs;

@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -14,6 +15,7 @@ use crate::breadcrumbs::Crumb;
 use crate::config::Config;
 use crate::enrich::Enrichment;
 use crate::event::{KubeEvent, Termination};
+use crate::gke::Gke;
 use crate::grouping::{self, Scope};
 use crate::limits::{MAX_MESSAGE_CHARS, MAX_TAG_KEY_CHARS, tag_value, truncate};
 
@@ -30,6 +32,8 @@ pub struct Settings {
     pub hostname: String,
     pub environment: Option<String>,
     pub release: Option<String>,
+    /// The GKE cluster, when the integration is on and found it.
+    pub gke: Option<Arc<Gke>>,
 }
 
 impl Settings {
@@ -40,6 +44,7 @@ impl Settings {
             hostname: config.hostname(),
             environment: config.environment.clone(),
             release: config.release.clone(),
+            gke: None,
         }
     }
 }
@@ -211,6 +216,11 @@ pub fn to_sentry_event(
     if let Some(cluster) = &settings.cluster_name {
         insert_tag(&mut tags, "cluster", cluster);
     }
+    if let Some(gke) = &settings.gke {
+        for (key, value) in gke.tags() {
+            insert_tag(&mut tags, key, value);
+        }
+    }
     for (key, value) in &settings.global_tags {
         insert_tag(&mut tags, key, value);
     }
@@ -250,6 +260,19 @@ pub fn to_sentry_event(
                 "lines": log.lines,
                 "truncated": log.truncated.then_some(true),
                 "scrubbed": (log.scrubbed > 0).then_some(log.scrubbed),
+            })),
+        );
+    }
+    if let Some(gke) = &settings.gke {
+        let pod = enrichment.chain.objects().find(|o| o.kind == "Pod");
+        contexts.insert(
+            "gke".to_string(),
+            context(json!({
+                "cluster_name": gke.cluster_name,
+                "cluster_location": gke.cluster_location,
+                "project": gke.project_id,
+                "cluster_url": gke.cluster_url(),
+                "pod_logs_url": pod.and_then(|p| gke.pod_logs_url(namespace, &p.name)),
             })),
         );
     }
@@ -354,6 +377,7 @@ mod tests {
             hostname: "agent-0".into(),
             environment: Some("prod".into()),
             release: Some("1.2.3".into()),
+            gke: None,
         };
         let e = to_sentry_event(&backoff(), &Enrichment::bare(&backoff()), &settings);
         assert_eq!(

@@ -11,7 +11,7 @@
 //! - [`filter`]: which occurrences are reported (Warning, minus the operator's filters).
 //! - [`owners`], [`breadcrumbs`] and [`enrich`]: the workload (root owner) of each event, the
 //!   trail of earlier events, the node; [`logs`] (with [`scrub`]): a crashed container's
-//!   last lines.
+//!   last lines; [`gke`]: the GKE cluster's tags and console links.
 //! - [`routing`]: which DSN an event goes to.
 //! - [`grouping`] and [`convert`]: the Sentry event, its tags, contexts and fingerprint,
 //!   within Sentry's [`limits`].
@@ -35,6 +35,7 @@ pub mod delivery;
 pub mod enrich;
 pub mod event;
 pub mod filter;
+pub mod gke;
 pub mod grouping;
 pub mod health;
 pub mod labels;
@@ -150,6 +151,10 @@ impl Agent {
             let monitor = crons::CronMonitor::new(client.clone(), config.clone(), delivery.clone());
             tokio::spawn(monitor.run(shutdown.clone()))
         });
+        let gke = match config.integration_gke {
+            true => discover_gke(&config, &self.metrics).await,
+            false => None,
+        };
         let pipeline = Pipeline::new(
             &config,
             client.clone(),
@@ -157,7 +162,8 @@ impl Agent {
             &self.metrics,
             health.clone(),
             scopes.len(),
-        );
+        )
+        .with_gke(gke);
         let source = source::source(client, &watches);
         let mut pipeline = tokio::spawn(pipeline.run(source, shutdown.clone()));
         let failure = tokio::select! {
@@ -194,6 +200,25 @@ impl Agent {
         match failure {
             Some(why) => Err(Error::PipelineStopped(why)),
             None => Ok(Stopped { unsent }),
+        }
+    }
+}
+
+/// The GKE cluster from the metadata server, or `None` (logged, counted): the agent
+/// reports without the GKE tags rather than not at all.
+async fn discover_gke(config: &Config, metrics: &Metrics) -> Option<gke::Gke> {
+    match gke::Gke::discover(&config.gce_metadata_host).await {
+        Ok(gke) => {
+            info!(cluster = %gke.cluster_name, location = %gke.cluster_location, project = %gke.project_id, "GKE integration on");
+            Some(gke)
+        }
+        Err(e) => {
+            metrics.gke_metadata_failures.inc();
+            error!(
+                "GKE integration: {e}; events go without the GKE tags and context \
+                 (SENTRY_K8S_INTEGRATION_GKE_ENABLED, GCE_METADATA_HOST)"
+            );
+            None
         }
     }
 }

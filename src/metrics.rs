@@ -123,6 +123,8 @@ pub struct Metrics {
     pub pods_received: Counter,
     /// Reads of a crashed container's last log lines, by `outcome`.
     pub container_logs: Counted<LogLabels>,
+    /// Attempts to identify the GKE cluster at start that failed.
+    pub gke_metadata_failures: Counter,
     /// Events handed to delivery.
     pub reported: Counter,
     /// Watch errors, by `kind`.
@@ -215,6 +217,11 @@ impl Metrics {
                 r,
                 "container_logs",
                 "Reads of a crashed container's last log lines, by outcome",
+            ),
+            gke_metadata_failures: counter(
+                r,
+                "gke_metadata_failures",
+                "Failed attempts to identify the GKE cluster from the metadata server",
             ),
             reported: counter(r, "events_reported", "Events handed to delivery"),
             watch_errors: counted(r, "watch_errors", "Errors from the event watches"),

@@ -30,6 +30,7 @@ use crate::delivery::{Delivery, Handoff};
 use crate::enrich::Enricher;
 use crate::event::KubeEvent;
 use crate::filter::{Filtered, Filters};
+use crate::gke::Gke;
 use crate::health::Health;
 use crate::logs::{ContainerLog, LogReader};
 use crate::metrics::Metrics;
@@ -417,6 +418,13 @@ impl Pipeline {
             health,
             metrics: metrics.clone(),
         }
+    }
+
+    /// Tags and a context for the GKE cluster on every event.
+    #[must_use]
+    pub fn with_gke(mut self, gke: Option<Gke>) -> Self {
+        self.reporter.settings.gke = gke.map(Arc::new);
+        self
     }
 
     /// Runs until the source ends or the shutdown is triggered; then drains what is in

@@ -145,6 +145,23 @@ pub fn log_lines(value: &str) -> Parsed<usize> {
     Ok(lines)
 }
 
+/// `host` or `host:port`, no scheme or path.
+pub fn host(value: &str) -> Parsed<String> {
+    let host = value.trim();
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if valid {
+        Ok(host.to_string())
+    } else {
+        Err(
+            "expected a host or host:port, e.g. metadata.google.internal or 169.254.169.254:80"
+                .into(),
+        )
+    }
+}
+
 /// A DNS-1123 label: what Kubernetes accepts as a namespace name.
 pub fn is_namespace_name(name: &str) -> bool {
     !name.is_empty()
@@ -277,7 +294,9 @@ mod tests {
     }
 
     #[test]
-    fn log_lines_are_bounded() {
+    fn hosts_and_log_lines_are_bounded() {
+        assert_eq!(host(" 169.254.169.254:80 ").unwrap(), "169.254.169.254:80");
+        assert!(host("http://metadata").is_err());
         assert_eq!(log_lines("50").unwrap(), 50);
         assert!(log_lines("1001").is_err());
     }

@@ -90,6 +90,8 @@ settings! {
     filter_out_sources: Vec<String> = "SENTRY_K8S_FILTER_OUT_EVENT_SOURCES" ("") parse::lowercase_list;
     /// tag `cluster`, and the first part of every fingerprint
     cluster_name: Option<String> = "SENTRY_K8S_CLUSTER_NAME" ("") parse::text;
+    /// on GKE: tags `gke_cluster_name`, `gke_cluster_location`, `gke_project_name` and a `gke` context with console links, from the metadata server
+    integration_gke: bool = "SENTRY_K8S_INTEGRATION_GKE_ENABLED" ("off") parse::boolean;
     /// print events instead of sending them, even with a DSN
     dry_run: bool = "SENTRY_K8S_DRY_RUN" ("off") parse::boolean;
     /// where `/healthz`, `/readyz` and `/metrics` listen; empty disables
@@ -132,6 +134,8 @@ settings! {
     hostname_var: Option<String> = "HOSTNAME" ("") parse::text, platform, shown("the system's host name");
     /// a tracing filter for the agent's own logs; overrides `SENTRY_K8S_LOG_LEVEL`
     rust_log: Option<String> = "RUST_LOG" ("") parse::text, platform;
+    /// the GCP metadata server (`host[:port]`) the GKE integration asks
+    gce_metadata_host: String = "GCE_METADATA_HOST" ("metadata.google.internal") parse::host, platform;
 }
 
 /// Variables a library reads for the agent: documented with the rest, parsed by nobody here.
@@ -280,7 +284,8 @@ mod tests {
             c.container_logs, 0,
             "logs leave the cluster only when asked"
         );
-        assert!(c.scrub_patterns.is_empty());
+        assert!(c.scrub_patterns.is_empty() && !c.integration_gke);
+        assert_eq!(c.gce_metadata_host, "metadata.google.internal");
     }
 
     #[test]
@@ -372,6 +377,8 @@ mod tests {
             ("SENTRY_K8S_CONTAINER_LOGS", "all"),
             ("SENTRY_K8S_CONTAINER_LOGS", "5000"),
             ("SENTRY_K8S_SCRUB_PATTERNS", "[a-"),
+            ("SENTRY_K8S_INTEGRATION_GKE_ENABLED", "gke"),
+            ("GCE_METADATA_HOST", "http://169.254.169.254/"),
             ("SENTRY_DSN", "not a dsn"),
         ];
         for (var, value) in cases {

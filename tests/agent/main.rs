@@ -12,6 +12,7 @@ mod delivery;
 mod docs;
 mod enrichment;
 mod events;
+mod gke;
 mod pods;
 mod structure;
 mod watching;

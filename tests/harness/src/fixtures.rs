@@ -390,6 +390,18 @@ pub fn deployment_chain(
     name: &str,
     replicas: usize,
 ) -> DeploymentChain {
+    deployment_chain_with(server, namespace, name, replicas, |_, pod| pod)
+}
+
+/// [`deployment_chain`], each pod (by index) shaped by `pod` before it is created (a
+/// status, containers).
+pub fn deployment_chain_with(
+    server: &impl ObjectStore,
+    namespace: &str,
+    name: &str,
+    replicas: usize,
+    pod: impl Fn(usize, ObjectFixture) -> ObjectFixture,
+) -> DeploymentChain {
     let deployment = ObjectFixture::new("Deployment", namespace, name)
         .label("app", name)
         .create(server);
@@ -407,11 +419,11 @@ pub fn deployment_chain(
                 .get(i)
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| format!("n{i:04}"));
-            ObjectFixture::new("Pod", namespace, &format!("{rs_name}-{suffix}"))
+            let fixture = ObjectFixture::new("Pod", namespace, &format!("{rs_name}-{suffix}"))
                 .label("app", name)
                 .owned_by(&replicaset)
-                .node(&format!("node-{}", i % 3 + 1))
-                .create(server)
+                .node(&format!("node-{}", i % 3 + 1));
+            pod(i, fixture).create(server)
         })
         .collect();
     DeploymentChain {

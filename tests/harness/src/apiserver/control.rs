@@ -286,14 +286,24 @@ pub async fn handle(state: &Arc<State>, parts: &Parts, body: Bytes) -> Response<
         ("POST", route) if route.starts_with("scenarios/") => {
             let name = route.trim_start_matches("scenarios/");
             match crate::scenarios::by_name(name, state.as_ref()) {
-                Ok(entries) => done(json!({
-                    "scenario": name,
-                    "warnings": entries.iter().map(|e| json!({
-                        "id": e.id,
-                        "namespace": e.event["metadata"]["namespace"],
-                        "name": e.event["metadata"]["name"],
-                    })).collect::<Vec<_>>(),
-                })),
+                Ok(entries) => {
+                    let listed = |crash: bool| {
+                        entries
+                            .iter()
+                            .filter(|e| e.is_crash() == crash)
+                            .map(|e| {
+                                json!({
+                                    "id": e.id,
+                                    "namespace": e.event["metadata"]["namespace"],
+                                    "name": e.event["metadata"]["name"],
+                                })
+                            })
+                            .collect::<Vec<_>>()
+                    };
+                    done(
+                        json!({"scenario": name, "warnings": listed(false), "crashes": listed(true)}),
+                    )
+                }
                 Err(e) => json_response(400, &json!({"error": e})),
             }
         }

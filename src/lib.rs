@@ -151,9 +151,10 @@ impl Agent {
             let monitor = crons::CronMonitor::new(client.clone(), config.clone(), delivery.clone());
             tokio::spawn(monitor.run(shutdown.clone()))
         });
-        let gke = match config.integration_gke {
-            true => discover_gke(&config, &self.metrics).await,
-            false => None,
+        let gke = if config.integration_gke {
+            discover_gke(&config, &self.metrics).await
+        } else {
+            None
         };
         let pipeline = Pipeline::new(
             &config,

@@ -46,10 +46,12 @@ impl Watch {
 /// Every watch of the configuration: the event watches, then the pod watches.
 pub fn watches(config: &Config) -> Vec<Watch> {
     let scopes = watch_scopes(&config.namespaces);
-    let feeds = [Feed::Events, Feed::Pods]
-        .into_iter()
-        .filter(|feed| *feed == Feed::Events || config.watch_pods);
+    let mut feeds = vec![Feed::Events];
+    if config.watch_pods {
+        feeds.push(Feed::Pods);
+    }
     feeds
+        .into_iter()
         .flat_map(|feed| {
             scopes.iter().map(move |scope| Watch {
                 feed,
@@ -174,29 +176,25 @@ fn items<K: 'static>(
     object: fn(K) -> Object,
 ) -> futures::stream::BoxStream<'static, SourceItem> {
     stream
-        .filter_map(move |item| {
-            let watch_index = index;
-            let out = match item {
-                Ok(watcher::Event::Init) => SourceItem::ListStarted { watch: watch_index },
-                Ok(watcher::Event::InitApply(o)) => SourceItem::Listed {
-                    watch: watch_index,
-                    object: object(o),
-                },
-                Ok(watcher::Event::InitDone) => SourceItem::ListDone { watch: watch_index },
-                Ok(watcher::Event::Apply(o)) => SourceItem::Applied {
-                    watch: watch_index,
-                    object: object(o),
-                },
-                Ok(watcher::Event::Delete(o)) => SourceItem::Deleted {
-                    watch: watch_index,
-                    object: object(o),
-                },
-                Err(error) => SourceItem::Failed {
-                    watch: watch_index,
-                    kind: report_error(&watch, &error),
-                },
-            };
-            std::future::ready(Some(out))
+        .map(move |item| match item {
+            Ok(watcher::Event::Init) => SourceItem::ListStarted { watch: index },
+            Ok(watcher::Event::InitApply(o)) => SourceItem::Listed {
+                watch: index,
+                object: object(o),
+            },
+            Ok(watcher::Event::InitDone) => SourceItem::ListDone { watch: index },
+            Ok(watcher::Event::Apply(o)) => SourceItem::Applied {
+                watch: index,
+                object: object(o),
+            },
+            Ok(watcher::Event::Delete(o)) => SourceItem::Deleted {
+                watch: index,
+                object: object(o),
+            },
+            Err(error) => SourceItem::Failed {
+                watch: index,
+                kind: report_error(&watch, &error),
+            },
         })
         .boxed()
 }

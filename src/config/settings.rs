@@ -104,9 +104,9 @@ settings! {
     queue_timeout: Duration = "SENTRY_K8S_QUEUE_TIMEOUT" ("5m") parse::duration;
     /// requests to Sentry in flight
     send_concurrency: NonZeroUsize = "SENTRY_K8S_SEND_CONCURRENCY" ("4") parse::positive;
-    /// the apiserver's `--event-ttl`; remembered events expire 10 minutes after it
+    /// the apiserver's `--event-ttl`; remembered events expire 10 minutes after it, and container crashes older than it are history
     event_ttl: Duration = "SENTRY_K8S_EVENT_TTL" ("1h") parse::duration;
-    /// events remembered for deduplication (least recently seen evicted first, counted)
+    /// events and crashed containers remembered for deduplication (least recently seen evicted first, counted)
     dedup_capacity: NonZeroUsize = "SENTRY_K8S_DEDUP_CAPACITY" ("100000") parse::positive;
     /// earlier events attached to each reported one (0: none)
     breadcrumbs: usize = "SENTRY_K8S_BREADCRUMBS" ("20") parse::count;

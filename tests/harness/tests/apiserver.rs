@@ -911,6 +911,15 @@ async fn pod_status_is_written_through_the_status_subresource_only() {
             .unwrap_err(),
     );
     assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    // A client cannot create a pod with a status: it starts Pending.
+    let claimed: Pod = serde_json::from_value(json!({"metadata": {"name": "forged"},
+        "spec": {"containers": [{"name": "app", "image": "web:1"}]},
+        "status": {"phase": "Failed", "containerStatuses": [ContainerStatusFixture::new("app", "web:1").build()]}}))
+    .unwrap();
+    let forged = pods.create(&PostParams::default(), &claimed).await.unwrap();
+    let status = forged.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+    assert!(status.container_statuses.is_none());
     let missing: Api<Pod> = Api::namespaced(server.client(), "shop");
     assert_eq!(
         api_status(missing.get_status("nope").await.unwrap_err()).code,

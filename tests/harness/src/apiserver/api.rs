@@ -330,7 +330,13 @@ async fn serve_resource(
             Ok(ok(200, render(res, &stored, metadata_only)))
         }
         "create" => {
-            let object = parse_body(res, parts, &body)?;
+            let mut object = parse_body(res, parts, &body)?;
+            if res.subresources().contains(&"status") && object.is_object() {
+                // The pod strategy: a new pod is Pending whatever the client wrote; only the
+                // kubelet, through pods/{name}/status, says more. (The control API seeds
+                // status directly.)
+                object["status"] = json!({"phase": "Pending"});
+            }
             let namespace = target.namespace.clone().unwrap_or_default();
             let created =
                 state

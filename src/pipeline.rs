@@ -166,18 +166,19 @@ impl Tracker {
         }
         let mut occurrences = Vec::new();
         for mut termination in pod.terminations() {
+            if !self.is_new(&termination) {
+                continue;
+            }
             if pod.deleting {
-                // Stopped on purpose; remembered so it is counted once, never reported.
-                if self.is_new(&termination) {
-                    self.metrics.filtered.inc(Filtered::PodDeleting);
-                }
+                // Stopped on purpose: remembered, counted once, never reported.
+                self.metrics.filtered.inc(Filtered::PodDeleting);
                 continue;
             }
             // A termination message is what the container wrote: scrubbed like its logs.
             if let (message, 1..) = self.scrubber.scrub(&termination.message) {
                 termination.message = message.into_owned();
             }
-            occurrences.extend(self.observe(watch, termination));
+            occurrences.extend(self.classify(watch, termination));
         }
         occurrences
     }
@@ -223,6 +224,11 @@ impl Tracker {
         if !self.is_new(&event) {
             return None;
         }
+        self.classify(watch, event)
+    }
+
+    /// What becomes of a new occurrence: dropped by a filter, kept as history, reported.
+    fn classify(&mut self, watch: usize, event: KubeEvent) -> Option<Occurrence> {
         // Filtered-out reasons and sources are noise by the operator's word: not even
         // breadcrumbs. Normal events are breadcrumbs only.
         if let Some(filtered @ (Filtered::Reason | Filtered::Source)) =

@@ -14,6 +14,15 @@ pub fn micro_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// Sets the field at `path` (object keys, created as needed) to `value`.
+fn set_path(object: &mut Value, path: &[&str], value: Value) {
+    let mut node = object;
+    for key in path {
+        node = &mut node[*key];
+    }
+    *node = value;
+}
+
 fn api_version_of(kind: &str) -> &'static str {
     match kind {
         "ReplicaSet" | "Deployment" | "StatefulSet" | "DaemonSet" => "apps/v1",
@@ -143,11 +152,7 @@ impl EventFixture {
     /// Sets any field by JSON pointer-like path of object keys.
     #[must_use]
     pub fn set(mut self, path: &[&str], value: Value) -> Self {
-        let mut node = &mut self.0;
-        for key in path {
-            node = &mut node[*key];
-        }
-        *node = value;
+        set_path(&mut self.0, path, value);
         self
     }
 
@@ -243,11 +248,7 @@ impl ObjectFixture {
 
     #[must_use]
     pub fn set(mut self, path: &[&str], value: Value) -> Self {
-        let mut node = &mut self.0;
-        for key in path {
-            node = &mut node[*key];
-        }
-        *node = value;
+        set_path(&mut self.0, path, value);
         self
     }
 
@@ -352,11 +353,7 @@ impl ContainerStatusFixture {
     /// Sets any field by path of object keys.
     #[must_use]
     pub fn set(mut self, path: &[&str], value: Value) -> Self {
-        let mut node = &mut self.0;
-        for key in path {
-            node = &mut node[*key];
-        }
-        *node = value;
+        set_path(&mut self.0, path, value);
         self
     }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The agent's main job, on a machine with no cluster: a fake apiserver, the agent watching
-# it, realistic failures happening, and the Sentry events the agent produces — printed here,
+# it, realistic failures happening (crashed containers with their last log lines among
+# them), and the Sentry events the agent produces — printed here,
 # or sent to $SENTRY_DSN when it is set. Needs: a Rust toolchain, python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +57,7 @@ SENTRY_K8S_CLUSTER_CONFIG_TYPE=out-cluster \
 SENTRY_K8S_KUBECONFIG_PATH="$work/kubeconfig" \
 SENTRY_K8S_WATCH_NAMESPACES=__all__ \
 SENTRY_K8S_CLUSTER_NAME=demo \
+SENTRY_K8S_CONTAINER_LOGS=20 \
 SENTRY_ENVIRONMENT="${SENTRY_ENVIRONMENT:-demo}" \
 SENTRY_K8S_HTTP_ADDR=127.0.0.1:0 \
 SENTRY_K8S_LOG_FORMAT=json \
@@ -74,7 +76,8 @@ for line in open('$work/agent.log'):
 echo "==> a crash-looping Deployment, an image that cannot be pulled, an OOM-killed container,"
 echo "    an unschedulable pod, a failed volume mount, a failing CronJob Job, a node OOM"
 scenario=$(http POST "$api/_fake/scenarios/demo")
-warnings=$(python3 -c "import json,sys; print(len(json.loads(sys.argv[1])['warnings']))" "$scenario")
+# Warning events, plus the containers that crashed (from pod status, with their last lines).
+warnings=$(python3 -c "import json,sys; d=json.loads(sys.argv[1]); print(len(d['warnings']) + len(d['crashes']))" "$scenario")
 
 echo "==> a network partition: meanwhile the crash loop goes on (count 12 -> 13) and the"
 echo "    apiserver compacts its history, so the agent must relist when the partition heals"
@@ -114,11 +117,21 @@ if not sent:
         where = f'{t["namespace"]}/{t.get("kind", "?")}'
         msg = e["message"] if len(e["message"]) < 88 else e["message"][:85] + "..."
         print(f'  {t["reason"]:<22} {where:<16} {msg}')
-        print(f'  {"":<22} fingerprint {e["fingerprint"]}  count {e["contexts"]["kubernetes_event"]["count"]}')
-    print("\nThe first of them, whole:\n")
-    print(json.dumps(events[0], indent=2)[:3000])
+        if "kubernetes_event" in e["contexts"]:
+            detail = f'count {e["contexts"]["kubernetes_event"]["count"]}'
+        else:
+            c = e["contexts"]["container"]
+            detail = f'container {c["name"]}, exit code {c["exit_code"]}, restarts {c["restart_count"]}'
+        print(f'  {"":<22} fingerprint {e["fingerprint"]}  {detail}')
+    oom = next(e for e in events if e["tags"]["reason"] == "OOMKilled")
+    print("\nKubernetes writes no Event for an OOM-killed container; the pod's status says it. The")
+    print(f"report of {oom['tags']['pod_name']}, with the last lines its container wrote (scrubbed):\n")
+    for line in oom["contexts"].get("container_log", {}).get("lines", []):
+        print(f"  | {line}")
+    print("\nThe report, whole:\n")
+    print(json.dumps(oom, indent=2)[:4000])
 print(f"""
-received {metric('sentry_k8s_events_received_total'):.0f} events from the watches; reported {metric('sentry_k8s_events_reported_total'):.0f};
+received {metric('sentry_k8s_events_received_total'):.0f} events and {metric('sentry_k8s_pods_received_total'):.0f} pod updates from the watches; reported {metric('sentry_k8s_events_reported_total'):.0f};
 not reported: {metric('sentry_k8s_events_filtered_total'):.0f} Normal or filtered, {metric('sentry_k8s_events_deduplicated_total'):.0f} seen before (the relist after compaction)""")
 if sent:
     print(f"accepted by Sentry: {metric('sentry_k8s_sentry_sent_total'):.0f}")

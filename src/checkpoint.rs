@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Decided versions kept above a scope's watermark (live, and in the checkpoint).
@@ -49,6 +50,9 @@ pub struct Checkpoint {
     /// The mark of a scope the checkpoint does not name (never written): `Some(empty)`
     /// makes everything stored news.
     pub otherwise: Option<Mark>,
+    /// When it was written (the agent's clock): a crash is judged by its finish time too,
+    /// as a pod changes for many reasons after one.
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// The annotation's JSON: `{"v":1,"scopes":{"events/default":{"base":"123","done":[4,9]}}}`,
@@ -56,6 +60,8 @@ pub struct Checkpoint {
 #[derive(Serialize, Deserialize)]
 struct Wire {
     v: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    at: Option<DateTime<Utc>>,
     scopes: BTreeMap<String, WireMark>,
 }
 
@@ -74,6 +80,7 @@ impl Checkpoint {
         Self {
             scopes: BTreeMap::new(),
             otherwise: Some(Mark::default()),
+            at: None,
         }
     }
 
@@ -112,7 +119,12 @@ impl Checkpoint {
                 )
             })
             .collect();
-        serde_json::to_string(&Wire { v: 1, scopes }).expect("plain data serialises")
+        serde_json::to_string(&Wire {
+            v: 1,
+            at: self.at,
+            scopes,
+        })
+        .expect("plain data serialises")
     }
 
     pub fn decode(text: &str) -> Result<Self, String> {
@@ -139,6 +151,7 @@ impl Checkpoint {
         Ok(Self {
             scopes,
             otherwise: None,
+            at: wire.at,
         })
     }
 }
@@ -351,6 +364,7 @@ impl Ledger {
         Checkpoint {
             scopes,
             otherwise: None,
+            at: None,
         }
     }
 }
@@ -486,6 +500,7 @@ mod tests {
             ]
             .into(),
             otherwise: None,
+            at: None,
         };
         let text = checkpoint.encode();
         assert_eq!(
@@ -521,6 +536,7 @@ mod tests {
                 )])
                 .collect(),
             otherwise: None,
+            at: None,
         };
         assert!(
             checkpoint.encode().len() < 100 * 1024,

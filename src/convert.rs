@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -13,7 +14,8 @@ use serde_json::{Value, json};
 use crate::breadcrumbs::Crumb;
 use crate::config::Config;
 use crate::enrich::Enrichment;
-use crate::event::KubeEvent;
+use crate::event::{KubeEvent, Termination};
+use crate::gke::Gke;
 use crate::grouping::{self, Scope};
 use crate::limits::{
     MAX_CONTEXT_STRING_CHARS, MAX_CULPRIT_CHARS, MAX_FINGERPRINT_PART_CHARS, MAX_MESSAGE_CHARS,
@@ -33,6 +35,8 @@ pub struct Settings {
     pub hostname: String,
     pub environment: Option<String>,
     pub release: Option<String>,
+    /// The GKE cluster, when the integration is on and found it.
+    pub gke: Option<Arc<Gke>>,
 }
 
 impl Settings {
@@ -43,6 +47,7 @@ impl Settings {
             hostname: config.hostname(),
             environment: config.environment.clone(),
             release: config.release.clone(),
+            gke: None,
         }
     }
 }
@@ -94,6 +99,52 @@ fn context(value: Value) -> Context {
     }
 }
 
+/// What only a container's termination adds: the container context (the Go agent's
+/// `Container` context, field by field).
+fn termination_context(
+    termination: &Termination,
+    container: Option<&str>,
+    event: &KubeEvent,
+) -> Context {
+    context(json!({
+        "name": container,
+        "reason": event.reason,
+        "exit_code": termination.exit_code,
+        "signal": termination.signal,
+        "started_at": termination.started_at.map(rfc3339),
+        "finished_at": termination.finished_at.map(rfc3339),
+        "restart_count": termination.restart_count,
+        "instance": if termination.previous { "previous" } else { "current" },
+        "container_id": termination.container_id,
+        "image": termination.image,
+        "field_path": event.involved.field_path,
+    }))
+}
+
+/// The event's own context.
+fn event_context(event: &KubeEvent, length: usize, original_time: Option<String>) -> Context {
+    context(json!({
+        "name": event.name,
+        "namespace": event.namespace,
+        "uid": event.uid,
+        // Not "type": that key is the context's own type tag in the protocol.
+        "event_type": event.event_type,
+        "reason": event.reason,
+        "count": event.count(),
+        "first_seen": event.first_seen().map(rfc3339),
+        "last_seen": event.occurred_at().map(rfc3339),
+        "source_component": event.source_component,
+        "source_host": event.source_host,
+        "reporting_controller": event.reporting_controller,
+        "reporting_instance": event.reporting_instance,
+        "action": event.action,
+        "resource_version": event.resource_version,
+        "message_length": (length > MAX_MESSAGE_CHARS).then_some(length),
+        // Kept when Sentry would not take it (before 1970, months old, in the future).
+        "original_time": original_time,
+    }))
+}
+
 fn breadcrumb(crumb: &Crumb, now: DateTime<Utc>) -> Breadcrumb {
     let mut data = Map::new();
     data.insert("kind".into(), cut_strings(json!(crumb.kind)));
@@ -138,8 +189,14 @@ pub fn to_sentry_event(
         root.name.as_str()
     };
 
+    let termination = event.termination.as_deref();
     let mut tags = BTreeMap::new();
-    insert_tag(&mut tags, "watcher_name", "events");
+    let watcher = if termination.is_some() {
+        "pods"
+    } else {
+        "events"
+    };
+    insert_tag(&mut tags, "watcher_name", watcher);
     insert_tag(&mut tags, "namespace", &event.namespace);
     insert_tag(&mut tags, "reason", &event.reason);
     insert_tag(&mut tags, "kind", &involved.kind);
@@ -170,6 +227,11 @@ pub fn to_sentry_event(
     if let Some(container) = container {
         insert_tag(&mut tags, "container", container);
     }
+    if let Some(termination) = termination {
+        // The Go agent's tag for the container of a termination.
+        insert_tag(&mut tags, "container_name", container.unwrap_or(""));
+        insert_tag(&mut tags, "exit_code", &termination.exit_code.to_string());
+    }
     if let Some(node) = &enrichment.node {
         insert_tag(&mut tags, "node_name", node);
     }
@@ -178,6 +240,11 @@ pub fn to_sentry_event(
     }
     if let Some(cluster) = &settings.cluster_name {
         insert_tag(&mut tags, "cluster", cluster);
+    }
+    if let Some(gke) = &settings.gke {
+        for (key, value) in gke.tags() {
+            insert_tag(&mut tags, key, value);
+        }
     }
     for (key, value) in &settings.global_tags {
         insert_tag(&mut tags, key, value);
@@ -200,29 +267,45 @@ pub fn to_sentry_event(
     let (timestamp, replaced) = event_time(event.occurred_at(), now);
 
     let mut contexts = Map::new();
-    contexts.insert(
-        "kubernetes_event".to_string(),
-        context(json!({
-            "name": event.name,
-            "namespace": event.namespace,
-            "uid": event.uid,
-            // Not "type": that key is the context's own type tag in the protocol.
-            "event_type": event.event_type,
-            "reason": event.reason,
-            "count": event.count(),
-            "first_seen": event.first_seen().map(rfc3339),
-            "last_seen": event.occurred_at().map(rfc3339),
-            "source_component": event.source_component,
-            "source_host": event.source_host,
-            "reporting_controller": event.reporting_controller,
-            "reporting_instance": event.reporting_instance,
-            "action": event.action,
-            "resource_version": event.resource_version,
-            "message_length": (length > MAX_MESSAGE_CHARS).then_some(length),
-            // Kept when Sentry would not take it (before 1970, months old, in the future).
-            "original_time": replaced.then(|| event.occurred_at().map(rfc3339)).flatten(),
-        })),
-    );
+    match termination {
+        Some(termination) => {
+            contexts.insert(
+                "container".to_string(),
+                termination_context(termination, container, event),
+            );
+        }
+        None => {
+            let original = replaced.then(|| event.occurred_at().map(rfc3339)).flatten();
+            contexts.insert(
+                "kubernetes_event".to_string(),
+                event_context(event, length, original),
+            );
+        }
+    }
+    if let Some(log) = &enrichment.logs {
+        contexts.insert(
+            "container_log".to_string(),
+            context(json!({
+                "instance": if log.previous { "previous" } else { "current" },
+                "lines": log.lines,
+                "truncated": log.truncated.then_some(true),
+                "scrubbed": (log.scrubbed > 0).then_some(log.scrubbed),
+            })),
+        );
+    }
+    if let Some(gke) = &settings.gke {
+        let pod = enrichment.chain.objects().find(|o| o.kind == "Pod");
+        contexts.insert(
+            "gke".to_string(),
+            context(json!({
+                "cluster_name": gke.cluster_name,
+                "cluster_location": gke.cluster_location,
+                "project": gke.project_id,
+                "cluster_url": gke.cluster_url(),
+                "pod_logs_url": pod.and_then(|p| gke.pod_logs_url(namespace, &p.name)),
+            })),
+        );
+    }
     contexts.insert(
         "involved_object".to_string(),
         context(json!({
@@ -254,7 +337,7 @@ pub fn to_sentry_event(
         event_id: event_id(event),
         level: Level::Error,
         message: Some(truncate(&full_message, MAX_MESSAGE_CHARS).into_owned()),
-        logger: Some("kubernetes.events".into()),
+        logger: Some(format!("kubernetes.{watcher}")),
         culprit: Some(
             truncate(
                 &format!("{namespace}/{}/{root_name}", root.kind),
@@ -336,6 +419,7 @@ mod tests {
             hostname: "agent-0".into(),
             environment: Some("prod".into()),
             release: Some("1.2.3".into()),
+            gke: None,
         };
         let e = to_sentry_event(&backoff(), &Enrichment::bare(&backoff()), &settings, now());
         assert_eq!(

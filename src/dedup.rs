@@ -1,6 +1,11 @@
 //! Occurrences, not objects: remembers what each event looked like when last seen, so a
 //! relist, a watch restart or a duplicate delivery reports nothing, while a repeat (count,
-//! `series.count` or `series.lastObservedTime` advanced) is reported once.
+//! `series.count` or `series.lastObservedTime` advanced) is reported once. A container's
+//! terminations are keyed by pod and container; a later `finishedAt` is its next
+//! occurrence (the restart count is not: the kubelet shows one instance's end with two
+//! different counts, before and after the restart).
+//!
+//! An entry is a key and a progress mark; that pair is what a checkpoint would persist.
 //!
 //! Bounded twice: entries expire after the event TTL plus [`EXPIRY_MARGIN`] without being
 //! seen (the apiserver has deleted the event by then), and the least recently seen entry
@@ -71,6 +76,7 @@ struct Seen {
     legacy_count: Option<i64>,
     series_count: Option<i64>,
     series_last: Option<DateTime<Utc>>,
+    finished: Option<DateTime<Utc>>,
     touched: Instant,
 }
 
@@ -80,6 +86,7 @@ impl Seen {
             legacy_count: event.legacy_count,
             series_count: event.series_count,
             series_last: event.series_last_observed,
+            finished: event.finished_at(),
             touched: now,
         }
     }
@@ -88,6 +95,7 @@ impl Seen {
         event.legacy_count > self.legacy_count
             || event.series_count > self.series_count
             || event.series_last_observed > self.series_last
+            || event.finished_at() > self.finished
     }
 
     /// Keeps the highest progress seen, so an out-of-order older copy cannot re-trigger.
@@ -95,6 +103,7 @@ impl Seen {
         self.legacy_count = self.legacy_count.max(event.legacy_count);
         self.series_count = self.series_count.max(event.series_count);
         self.series_last = self.series_last.max(event.series_last_observed);
+        self.finished = self.finished.max(event.finished_at());
         self.touched = now;
     }
 }
@@ -225,6 +234,41 @@ mod tests {
         assert_eq!(s.observe(&series, now).verdict, Verdict::Repeat);
         series.series_count = Some(3);
         assert_eq!(s.observe(&series, now).verdict, Verdict::Repeat);
+    }
+
+    #[test]
+    fn a_later_finish_is_a_new_termination_and_nothing_else_is() {
+        use crate::event::Termination;
+        let now = Instant::now();
+        let mut s = seen(10);
+        let at = |secs: i64| DateTime::from_timestamp(1_800_000_000 + secs, 0);
+        let ended = |finished, restarts, previous| KubeEvent {
+            termination: Some(Box::new(Termination {
+                finished_at: finished,
+                restart_count: restarts,
+                previous,
+                ..Default::default()
+            })),
+            ..event("pod-uid/app", None)
+        };
+        assert_eq!(
+            s.observe(&ended(at(0), 0, false), now).verdict,
+            Verdict::New
+        );
+        // The same instance after the restart: lastState, one more restart counted.
+        assert_eq!(
+            s.observe(&ended(at(0), 1, true), now).verdict,
+            Verdict::Duplicate
+        );
+        assert_eq!(
+            s.observe(&ended(at(60), 1, true), now).verdict,
+            Verdict::Repeat
+        );
+        assert_eq!(
+            s.observe(&ended(at(0), 1, true), now).verdict,
+            Verdict::Duplicate,
+            "an older instance seen late is not news"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use lru::LruCache;
 
 use crate::breadcrumbs::{Crumb, Trail, TrailEvictions, TrailLimits};
 use crate::event::KubeEvent;
+use crate::logs::ContainerLog;
 use crate::owners::Chain;
 
 /// Pods whose node is remembered (learned from kubelet and scheduler events).
@@ -19,6 +20,8 @@ pub struct Enrichment {
     pub chain: Chain,
     pub node: Option<String>,
     pub breadcrumbs: Vec<Crumb>,
+    /// A crashed container's last lines, when they were read.
+    pub logs: Option<ContainerLog>,
 }
 
 impl Enrichment {
@@ -29,6 +32,7 @@ impl Enrichment {
             chain: Chain::of(&event.involved),
             node: (!event.source_host.is_empty()).then(|| event.source_host.clone()),
             breadcrumbs: Vec::new(),
+            logs: None,
         }
     }
 }
@@ -110,6 +114,7 @@ impl Enricher {
                 chain,
                 node,
                 breadcrumbs,
+                logs: None,
             }),
             evictions,
         )

@@ -63,6 +63,24 @@ impl ObjectRef {
     }
 }
 
+/// How one instance of a container ended (a Pod's `state.terminated` or
+/// `lastState.terminated`). A termination travels as a [`KubeEvent`] about the Pod, its
+/// field path naming the container, so owners, breadcrumbs, filters and delivery treat it
+/// like any event; this is what only a termination has.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Termination {
+    pub exit_code: i64,
+    pub signal: Option<i64>,
+    pub started_at: Option<DateTime<Utc>>,
+    /// The occurrence time, and what tells one instance's end from the next one's.
+    pub finished_at: Option<DateTime<Utc>>,
+    pub restart_count: i64,
+    pub container_id: String,
+    pub image: String,
+    /// The instance is the previous one (`lastState`): its output is `previous=true`.
+    pub previous: bool,
+}
+
 /// A Kubernetes event, normalised from core/v1 (missing fields are empty, never errors).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KubeEvent {
@@ -90,6 +108,8 @@ pub struct KubeEvent {
     pub last_timestamp: Option<DateTime<Utc>>,
     pub event_time: Option<DateTime<Utc>>,
     pub created: Option<DateTime<Utc>>,
+    /// Set when this is a container's termination read from a Pod, not an Event.
+    pub termination: Option<Box<Termination>>,
 }
 
 impl KubeEvent {
@@ -106,9 +126,11 @@ impl KubeEvent {
     }
 
     /// The time of the latest occurrence, in the order of preference the API documents:
-    /// `series.lastObservedTime` → `lastTimestamp` → `eventTime` → `creationTimestamp`.
+    /// `series.lastObservedTime` → `lastTimestamp` → `eventTime` → `creationTimestamp`
+    /// (for a termination: when the container finished).
     pub fn occurred_at(&self) -> Option<DateTime<Utc>> {
-        self.series_last_observed
+        self.finished_at()
+            .or(self.series_last_observed)
             .or(self.last_timestamp)
             .or(self.event_time)
             .or(self.created)
@@ -117,6 +139,11 @@ impl KubeEvent {
     /// When it was first seen: `firstTimestamp`, else `eventTime`, else creation.
     pub fn first_seen(&self) -> Option<DateTime<Utc>> {
         self.first_timestamp.or(self.event_time).or(self.created)
+    }
+
+    /// When the terminated container finished, for a termination.
+    pub fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.termination.as_ref().and_then(|t| t.finished_at)
     }
 
     /// How many times it has happened so far.

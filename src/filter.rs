@@ -16,6 +16,12 @@ label_enum! {
         Source = "source",
         /// Stored before the agent started (historical replay off): a breadcrumb only.
         Historical = "historical",
+        /// A container that ended because its pod is being deleted (a rollout, a scale-down):
+        /// not a crash, not even a breadcrumb.
+        PodDeleting = "pod_deleting",
+        /// A container termination older than `SENTRY_K8S_EVENT_TTL`: as old as an event
+        /// Kubernetes has already deleted, so history (a breadcrumb only).
+        Expired = "expired",
     }
 }
 

@@ -4,12 +4,14 @@
 //!
 //! - [`config`]: every environment variable, declared once, parsed and validated once.
 //! - [`cluster`]: the kube client (in-cluster, kubeconfig, or auto).
-//! - [`source`]: the event watches, merged into one stream.
-//! - [`normalize`]: the Kubernetes Event JSON read into our [`event`] types.
+//! - [`source`]: the event watches and the pod watches, merged into one stream.
+//! - [`normalize`]: the Kubernetes Event JSON read into our [`event`] types; [`pods`]: the
+//!   Pod JSON, its containers' terminations read into the same types.
 //! - [`dedup`]: occurrences, not objects — relists and resends report nothing.
 //! - [`filter`]: which occurrences are reported (Warning, minus the operator's filters).
 //! - [`owners`], [`breadcrumbs`] and [`enrich`]: the workload (root owner) of each event, the
-//!   trail of earlier events, the node.
+//!   trail of earlier events, the node; [`logs`] (with [`scrub`]): a crashed container's
+//!   last lines; [`gke`]: the GKE cluster's tags and console links.
 //! - [`routing`]: which DSN an event goes to.
 //! - [`grouping`] and [`convert`]: the Sentry event, its tags, contexts and fingerprint,
 //!   within Sentry's [`limits`].
@@ -34,6 +36,7 @@ pub mod delivery;
 pub mod enrich;
 pub mod event;
 pub mod filter;
+pub mod gke;
 pub mod grouping;
 pub mod health;
 pub mod labels;
@@ -41,12 +44,15 @@ pub mod leadership;
 pub mod lease;
 pub mod limits;
 pub mod logging;
+pub mod logs;
 pub mod metrics;
 pub mod normalize;
 pub mod owners;
 pub mod pipeline;
+pub mod pods;
 pub mod redact;
 pub mod routing;
+pub mod scrub;
 pub mod shutdown;
 pub mod source;
 
@@ -131,11 +137,8 @@ impl Agent {
         let (client, connection) = cluster::connect(&config).await?;
         let in_cluster = matches!(connection, cluster::Connection::InCluster { .. });
         info!(?connection, namespaces = ?config.namespaces, historical = config.historical, "connected");
-        let event_watches = source::watch_scopes(&config.namespaces).len();
-        let mut watch_names: Vec<String> = source::watch_scopes(&config.namespaces)
-            .iter()
-            .map(|scope| format!("events in {}", source::scope_name(scope)))
-            .collect();
+        let watches = source::watches(&config);
+        let mut watch_names: Vec<String> = watches.iter().map(source::Watch::name).collect();
         if config.monitor_cronjobs {
             watch_names.extend(crons::watch_names(&config));
         }
@@ -191,15 +194,22 @@ impl Agent {
                 release,
             )
         });
+        let gke = if config.integration_gke {
+            discover_gke(&config, &self.metrics).await
+        } else {
+            None
+        };
         let pipeline = Pipeline::new(
             &config,
             client.clone(),
             delivery.clone(),
             &self.metrics,
             health.clone(),
+            &watches,
             ledger,
             leadership,
-        );
+        )
+        .with_gke(gke);
         let crons = config.monitor_cronjobs.then(|| {
             let monitor = crons::CronMonitor::new(
                 client.clone(),
@@ -208,11 +218,11 @@ impl Agent {
                 pipeline.resolver(),
                 self.metrics.clone(),
                 health.clone(),
-                event_watches,
+                watches.len(),
             );
             tokio::spawn(monitor.run(shutdown.clone()))
         });
-        let source = source::event_source(client, &config.namespaces, generation);
+        let source = source::source(client, &watches, generation);
         let mut pipeline = tokio::spawn(pipeline.run(source, shutdown.clone()));
         let failure = tokio::select! {
             _ = signal => None,
@@ -259,6 +269,25 @@ impl Agent {
         match failure {
             Some(why) => Err(Error::PipelineStopped(why)),
             None => Ok(Stopped { unsent }),
+        }
+    }
+}
+
+/// The GKE cluster from the metadata server, or `None` (logged, counted): the agent
+/// reports without the GKE tags rather than not at all.
+async fn discover_gke(config: &Config, metrics: &Metrics) -> Option<gke::Gke> {
+    match gke::Gke::discover(&config.gce_metadata_host).await {
+        Ok(gke) => {
+            info!(cluster = %gke.cluster_name, location = %gke.cluster_location, project = %gke.project_id, "GKE integration on");
+            Some(gke)
+        }
+        Err(e) => {
+            metrics.gke_metadata_failures.inc();
+            error!(
+                "GKE integration: {e}; events go without the GKE tags and context \
+                 (SENTRY_K8S_INTEGRATION_GKE_ENABLED, GCE_METADATA_HOST)"
+            );
+            None
         }
     }
 }

@@ -22,6 +22,7 @@ use crate::delivery::outcome::{DropReason, RetryReason};
 use crate::event::EventType;
 use crate::filter::Filtered;
 use crate::leadership::{LeaseWrite, Transition};
+use crate::logs::LogOutcome;
 use crate::normalize::Malformed;
 use crate::owners::cache::LookupOutcome;
 use crate::routing::RouteOutcome;
@@ -81,6 +82,9 @@ label_set!(LeaseWriteLabels {
 label_set!(RouteLabels {
     outcome: RouteOutcome
 });
+label_set!(LogLabels {
+    outcome: LogOutcome
+});
 
 /// A counter per value of one typed label.
 #[derive(Clone, Debug)]
@@ -129,8 +133,14 @@ pub struct Metrics {
     pub deduplicated: Counter,
     /// Occurrences not reported, by `filter`.
     pub filtered: Counted<FilterLabels>,
-    /// Objects that could not be read as events, by `reason`.
+    /// Objects that could not be read as events (or pods), by `reason`.
     pub malformed: Counted<MalformedLabels>,
+    /// Pod objects delivered by the pod watches.
+    pub pods_received: Counter,
+    /// Reads of a crashed container's last log lines, by `outcome`.
+    pub container_logs: Counted<LogLabels>,
+    /// Attempts to identify the GKE cluster at start that failed.
+    pub gke_metadata_failures: Counter,
     /// Events handed to delivery.
     pub reported: Counter,
     /// Watch errors, by `resource` (events, cronjobs, jobs) and `kind`.
@@ -225,6 +235,21 @@ impl Metrics {
                 r,
                 "events_malformed",
                 "Objects that could not be read as events",
+            ),
+            pods_received: counter(
+                r,
+                "pods_received",
+                "Pod objects delivered by the pod watches",
+            ),
+            container_logs: counted(
+                r,
+                "container_logs",
+                "Reads of a crashed container's last log lines, by outcome",
+            ),
+            gke_metadata_failures: counter(
+                r,
+                "gke_metadata_failures",
+                "Failed attempts to identify the GKE cluster from the metadata server",
             ),
             reported: counter(r, "events_reported", "Events handed to delivery"),
             watch_errors: counted(r, "watch_errors", "Errors from the event watches"),

@@ -16,7 +16,7 @@ label_enum! {
     }
 }
 
-fn text(value: &Value, path: &[&str]) -> String {
+pub(crate) fn text(value: &Value, path: &[&str]) -> String {
     let mut node = value;
     for key in path {
         match node.get(key) {
@@ -31,7 +31,7 @@ fn text(value: &Value, path: &[&str]) -> String {
     }
 }
 
-fn number(value: &Value, path: &[&str]) -> Option<i64> {
+pub(crate) fn number(value: &Value, path: &[&str]) -> Option<i64> {
     let mut node = value;
     for key in path {
         node = node.get(key)?;
@@ -40,7 +40,7 @@ fn number(value: &Value, path: &[&str]) -> Option<i64> {
 }
 
 /// RFC 3339 (`Time` and `MicroTime`); anything unparsable is treated as absent.
-fn time(value: &Value, path: &[&str]) -> Option<DateTime<Utc>> {
+pub(crate) fn time(value: &Value, path: &[&str]) -> Option<DateTime<Utc>> {
     let raw = text(value, path);
     DateTime::parse_from_rfc3339(raw.trim())
         .ok()
@@ -95,6 +95,7 @@ pub fn normalize(object: &DynamicObject) -> Result<KubeEvent, Malformed> {
             .creation_timestamp
             .as_ref()
             .and_then(|t| from_jiff(&t.0)),
+        termination: None,
     })
 }
 

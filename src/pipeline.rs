@@ -1,21 +1,26 @@
 //! The pipeline, in one place:
 //!
 //! ```text
-//! source → normalize → dedup → filter ─┬→ owners (concurrent, order kept) → breadcrumbs
-//!                                      │   → route → convert → deliver
-//!                                      └ (Normal, history: breadcrumbs only)
+//! source → normalize (events) ─┬→ dedup → filter ─┬→ owners, crash logs (concurrent, order
+//!          pods (terminations) ┘                  │   kept) → breadcrumbs → route → convert
+//!                                                 │   → deliver (the leader only)
+//!                                                 └ (Normal, history: breadcrumbs only)
 //! ```
 //!
 //! [`Tracker`] is the synchronous front: which observations are occurrences, which are
-//! reported. The first list of each watch is history — remembered, not reported — unless
-//! historical replay is on, when it is reported oldest first once the list is complete.
-//! Owner chains are resolved with bounded concurrency, then [`Reporter`] records every
-//! occurrence in the breadcrumb trail and sends the reported ones, in order.
+//! reported, and the checkpoint's books. Events and containers' terminations are both
+//! occurrences, deduplicated alike. The first list of each watch in a generation is judged
+//! against the checkpoint it resumes from; without one (a first start) it is history —
+//! remembered, not reported — unless historical replay is on. What a first list finds new
+//! is reported oldest first once it is complete. Owner chains (and, for a crash, the
+//! container's last lines) are resolved with bounded concurrency, then [`Reporter`]
+//! records every occurrence in the breadcrumb trail and sends the reported ones, in order.
 
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use futures::{Stream, StreamExt, stream};
 use tracing::{debug, warn};
 
@@ -29,18 +34,25 @@ use crate::delivery::{Delivery, Handoff};
 use crate::enrich::Enricher;
 use crate::event::KubeEvent;
 use crate::filter::{Filtered, Filters};
+use crate::gke::Gke;
 use crate::health::Health;
 use crate::leadership::Leadership;
+use crate::logs::{ContainerLog, LogReader};
 use crate::metrics::Metrics;
-use crate::normalize::normalize;
+use crate::normalize::{Malformed, normalize};
 use crate::owners::cache::{CacheLimits, Meta};
 use crate::owners::{Chain, OwnerResolver, readable_resource};
+use crate::pods::PodView;
 use crate::routing::{self, Router};
+use crate::scrub::Scrubber;
 use crate::shutdown::Shutdown;
-use crate::source::{SourceItem, WatchedResource, watch_scopes};
+use crate::source::{Object, SourceItem, Watch, WatchedResource};
 
 /// How often the pipeline proves it is alive while idle.
 const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How far a node's clock may be behind the agent's, when a crash's finish time is compared
+/// with when the checkpoint was written.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(60);
 
 /// One occurrence on its way: reported, or only remembered as a breadcrumb. A reported one
 /// carries its checkpoint [`Ticket`] until delivery decides its fate.
@@ -57,8 +69,9 @@ struct WatchState {
     listing: bool,
     /// This generation's first list has completed; everything after it is news.
     synced: bool,
-    /// What this generation's first list is judged against, when it resumes.
-    resume: Option<Mark>,
+    /// What this generation's first list is judged against, when it resumes: the mark,
+    /// and when the checkpoint was written (crashes are judged by their time too).
+    resume: Option<(Mark, Option<DateTime<Utc>>)>,
     /// The first list's news, reported oldest first when it completes.
     backlog: Vec<Occurrence>,
 }
@@ -68,11 +81,15 @@ struct WatchState {
 pub struct Tracker {
     filters: Filters,
     historical: bool,
+    event_ttl: Duration,
+    scrubber: Arc<Scrubber>,
     metrics: Metrics,
     health: Arc<Health>,
     seen: SeenEvents,
     watches: Vec<WatchState>,
-    /// The checkpoint scope of each watch (`events/<namespace>`).
+    /// What each watch watches.
+    resources: Vec<WatchedResource>,
+    /// The checkpoint scope of each watch (`events/<namespace>`, `pods/<namespace>`).
     scopes: Vec<String>,
     ledger: Arc<Mutex<Ledger>>,
     /// Whether this generation reports (a follower only keeps its state warm).
@@ -83,19 +100,23 @@ pub struct Tracker {
 impl Tracker {
     pub fn new(
         config: &Config,
+        watches: &[Watch],
         metrics: Metrics,
         health: Arc<Health>,
         ledger: Arc<Mutex<Ledger>>,
     ) -> Self {
-        let scopes: Vec<String> = watch_scopes(&config.namespaces)
+        let scopes: Vec<String> = watches
             .iter()
-            .map(|scope| scope_key("events", scope.as_deref()))
+            .map(|w| scope_key(w.resource.as_str(), w.scope.as_deref()))
             .collect();
         Self {
             filters: Filters::from_config(config),
             historical: config.historical,
+            event_ttl: config.event_ttl,
+            scrubber: Arc::new(Scrubber::new(&config.scrub_patterns)),
             seen: SeenEvents::new(config.dedup_capacity, config.event_ttl),
             watches: scopes.iter().map(|_| WatchState::default()).collect(),
+            resources: watches.iter().map(|w| w.resource).collect(),
             scopes,
             ledger,
             leading: true,
@@ -103,6 +124,11 @@ impl Tracker {
             metrics,
             health,
         }
+    }
+
+    /// What scrubs container output (termination messages here, log lines later).
+    pub fn scrubber(&self) -> Arc<Scrubber> {
+        self.scrubber.clone()
     }
 
     /// The occurrences one source item yields (a completed first list may yield many).
@@ -117,11 +143,10 @@ impl Tracker {
                     self.leading = generation.leader;
                     state.synced = false;
                     state.backlog.clear();
-                    state.resume = generation
-                        .resume
-                        .as_ref()
-                        .and_then(|checkpoint| checkpoint.mark(&self.scopes[watch]))
-                        .cloned();
+                    state.resume = generation.resume.as_ref().and_then(|checkpoint| {
+                        let mark = checkpoint.mark(&self.scopes[watch])?;
+                        Some((mark.clone(), checkpoint.at))
+                    });
                 }
                 state.listing = true;
                 self.ledger
@@ -131,23 +156,37 @@ impl Tracker {
                 Vec::new()
             }
             SourceItem::Listed { watch, object } | SourceItem::Applied { watch, object } => {
-                let Some(event) = self.read(&object) else {
-                    return Vec::new();
-                };
-                self.observe(watch, event).into_iter().collect()
+                match object {
+                    Object::Event(object) => {
+                        let Some(event) = self.read(&object) else {
+                            return Vec::new();
+                        };
+                        self.observe(watch, event).into_iter().collect()
+                    }
+                    Object::Pod(pod) => self.observe_pod(watch, &pod),
+                }
             }
             SourceItem::ListDone { watch } => self.list_done(watch),
             SourceItem::Deleted { object, .. } => {
-                if let Ok(event) = normalize(&object) {
-                    self.seen.forget(&event.uid);
-                    self.metrics.dedup_entries.set(self.seen.len() as i64);
+                match object {
+                    Object::Event(object) => {
+                        if let Ok(event) = normalize(&object) {
+                            self.seen.forget(&event.uid);
+                        }
+                    }
+                    Object::Pod(pod) => {
+                        for container in &pod.containers {
+                            if let Some(key) = pod.termination_key(&container.name) {
+                                self.seen.forget(&key);
+                            }
+                        }
+                    }
                 }
+                self.metrics.dedup_entries.set(self.seen.len() as i64);
                 Vec::new()
             }
-            SourceItem::Failed { kind, .. } => {
-                self.metrics
-                    .watch_errors
-                    .inc((WatchedResource::Events, kind));
+            SourceItem::Failed { watch, kind } => {
+                self.metrics.watch_errors.inc((self.resources[watch], kind));
                 Vec::new()
             }
         }
@@ -216,12 +255,24 @@ impl Tracker {
         }
     }
 
-    /// An occurrence to report (if this generation reports), with its ticket.
+    /// An occurrence to report (if this generation reports), with its ticket: unless Normal,
+    /// or a termination as old as an expired event (seen again only because its dedup
+    /// entry was evicted or expired meanwhile).
     fn reported(&mut self, watch: usize, rv: Option<u64>, event: KubeEvent) -> Occurrence {
-        let report = self.leading && !event.is_normal();
-        if event.is_normal() {
-            self.metrics.filtered.inc(Filtered::Normal);
+        let expired = event.finished_at().is_some_and(|finished| {
+            (Utc::now() - finished).to_std().unwrap_or_default() > self.event_ttl
+        });
+        let filtered = if event.is_normal() {
+            Some(Filtered::Normal)
+        } else if expired {
+            Some(Filtered::Expired)
+        } else {
+            None
+        };
+        if let Some(filtered) = filtered {
+            self.metrics.filtered.inc(filtered);
         }
+        let report = self.leading && filtered.is_none();
         let ticket = match (report, rv) {
             (true, Some(rv)) => {
                 let (ticket, gave_up) = Ledger::pending(&self.ledger, &self.scopes[watch], rv);
@@ -242,7 +293,31 @@ impl Tracker {
         }
     }
 
-    fn observe(&mut self, watch: usize, event: KubeEvent) -> Option<Occurrence> {
+    /// The failed terminations a pod shows, each an occurrence the first time it is seen.
+    fn observe_pod(&mut self, watch: usize, pod: &PodView) -> Vec<Occurrence> {
+        self.metrics.pods_received.inc();
+        if pod.identity().is_none() {
+            self.metrics.malformed.inc(Malformed::NoIdentity);
+            warn!("skipped a pod with neither a uid nor a name");
+            return Vec::new();
+        }
+        let mut occurrences = Vec::new();
+        for termination in pod.terminations() {
+            if pod.deleting {
+                // Stopped on purpose: remembered, counted once, never reported.
+                let rv = self.version(&termination);
+                if self.seen.observe(&termination, Instant::now()).verdict != Verdict::Duplicate {
+                    self.metrics.filtered.inc(Filtered::PodDeleting);
+                }
+                self.decided(watch, rv);
+                continue;
+            }
+            occurrences.extend(self.observe(watch, termination));
+        }
+        occurrences
+    }
+
+    fn observe(&mut self, watch: usize, mut event: KubeEvent) -> Option<Occurrence> {
         let rv = self.version(&event);
         let observation = self.seen.observe(&event, Instant::now());
         self.metrics.observed(&observation);
@@ -253,14 +328,26 @@ impl Tracker {
             );
         }
         let duplicate = observation.verdict == Verdict::Duplicate;
+        if !duplicate && event.termination.is_some() {
+            // A termination message is what the container wrote: scrubbed like its logs.
+            if let (message, 1..) = self.scrubber.scrub(&event.message) {
+                event.message = message.into_owned();
+            }
+        }
         let state = &self.watches[watch];
         let first_list = state.listing && !state.synced;
         // News: an occurrence not reported yet. A resumed list judges by the checkpoint
         // (what a follower already saw is still news to Sentry); a first start by
         // SENTRY_K8S_WATCH_HISTORICAL; anything else by dedup.
         let (news, resumed) = match (&state.resume, first_list) {
-            (Some(mark), true) => {
-                let news = rv.is_none_or(|rv| !mark.decided(rv));
+            (Some((mark, written)), true) => {
+                // A pod changes for many reasons after a crash: its termination is news only
+                // if it also ended after the checkpoint was written (less clock skew).
+                let after = match (event.finished_at(), written) {
+                    (Some(finished), Some(written)) => finished > *written - CLOCK_SKEW,
+                    _ => true,
+                };
+                let news = after && rv.is_none_or(|rv| !mark.decided(rv));
                 (news, news)
             }
             (None, true) => (self.historical && !duplicate, false),
@@ -302,15 +389,30 @@ impl Tracker {
     }
 }
 
-/// Stage two: the owner chain of an occurrence, and its namespace's metadata when routing
-/// needs it.
+/// Stage two: the owner chain of an occurrence, its namespace's metadata when routing
+/// needs it, and a reported crash's last log lines when they are wanted.
 pub struct Resolved {
     pub occurrence: Occurrence,
     pub chain: Chain,
     pub namespace: Option<Arc<Meta>>,
+    pub logs: Option<ContainerLog>,
 }
 
-async fn resolve(resolver: OwnerResolver, custom_dsns: bool, occurrence: Occurrence) -> Resolved {
+async fn resolve(
+    resolver: OwnerResolver,
+    custom_dsns: bool,
+    logs: Option<Arc<LogReader>>,
+    metrics: Metrics,
+    occurrence: Occurrence,
+) -> Resolved {
+    let read_logs = async {
+        let reader = logs.filter(|_| occurrence.report)?;
+        let (log, outcome) = reader.read(&occurrence.event).await;
+        if let Some(outcome) = outcome {
+            metrics.container_logs.inc(outcome);
+        }
+        log
+    };
     let mut involved = occurrence.event.involved.clone();
     // Events about namespaced objects sometimes leave the object's namespace out.
     if involved.namespace.is_empty()
@@ -319,16 +421,21 @@ async fn resolve(resolver: OwnerResolver, custom_dsns: bool, occurrence: Occurre
     {
         involved.namespace = occurrence.event.namespace.clone();
     }
-    let chain = resolver.chain(&involved).await;
-    let namespace = if occurrence.report && routing::needs_namespace(&chain, custom_dsns) {
-        resolver.namespace(&occurrence.event.namespace).await
-    } else {
-        None
+    let owners = async {
+        let chain = resolver.chain(&involved).await;
+        let namespace = if occurrence.report && routing::needs_namespace(&chain, custom_dsns) {
+            resolver.namespace(&occurrence.event.namespace).await
+        } else {
+            None
+        };
+        (chain, namespace)
     };
+    let ((chain, namespace), logs) = futures::join!(owners, read_logs);
     Resolved {
         occurrence,
         chain,
         namespace,
+        logs,
     }
 }
 
@@ -374,16 +481,18 @@ impl Reporter {
                 },
             chain,
             namespace,
+            logs,
         } = resolved;
         let (enrichment, evictions) = self.enricher.observe(&event, chain, report);
         self.metrics
             .trail_recorded(evictions, self.enricher.workloads());
-        let Some(enrichment) = enrichment else {
+        let Some(mut enrichment) = enrichment else {
             if let Some(ticket) = ticket {
                 ticket.decided();
             }
             return;
         };
+        enrichment.logs = logs;
         if !self.leadership.is_leader() {
             // Leadership lost since this generation began: the new leader reports it.
             if let Some(ticket) = ticket {
@@ -419,20 +528,24 @@ impl Reporter {
 pub struct Pipeline {
     tracker: Tracker,
     resolver: OwnerResolver,
+    logs: Option<Arc<LogReader>>,
     reporter: Reporter,
     concurrency: NonZeroUsize,
     custom_dsns: bool,
     health: Arc<Health>,
+    metrics: Metrics,
 }
 
 impl Pipeline {
-    /// The stages for `config`: `watches` is how many watches the source merges.
+    /// The stages for `config`; `watches` are the source's, in its order.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: &Config,
         client: kube::Client,
         delivery: Arc<Delivery>,
         metrics: &Metrics,
         health: Arc<Health>,
+        watches: &[Watch],
         ledger: Arc<Mutex<Ledger>>,
         leadership: Leadership,
     ) -> Self {
@@ -440,14 +553,31 @@ impl Pipeline {
             capacity: config.owner_cache_size,
             ttl: config.owner_cache_ttl,
         };
+        let tracker = Tracker::new(config, watches, metrics.clone(), health.clone(), ledger);
+        let logs = (config.container_logs > 0).then(|| {
+            Arc::new(LogReader::new(
+                client.clone(),
+                config.container_logs,
+                tracker.scrubber(),
+            ))
+        });
         Self {
-            tracker: Tracker::new(config, metrics.clone(), health.clone(), ledger),
+            tracker,
             resolver: OwnerResolver::new(client, limits, metrics.clone()),
+            logs,
             reporter: Reporter::new(config, metrics.clone(), delivery, leadership),
             concurrency: config.lookup_concurrency,
             custom_dsns: config.custom_dsns,
             health,
+            metrics: metrics.clone(),
         }
+    }
+
+    /// Tags and a context for the GKE cluster on every event.
+    #[must_use]
+    pub fn with_gke(mut self, gke: Option<Gke>) -> Self {
+        self.reporter.settings.gke = gke.map(Arc::new);
+        self
     }
 
     /// The owner lookups (and their cache), for others that need them (Crons routing).
@@ -464,16 +594,26 @@ impl Pipeline {
         let Pipeline {
             mut tracker,
             resolver,
+            logs,
             mut reporter,
             concurrency,
             custom_dsns,
             health,
+            metrics,
         } = self;
         let stop = shutdown.clone();
         let occurrences = source
             .take_until(async move { stop.triggered().await })
             .flat_map(move |item| stream::iter(tracker.handle(item)))
-            .map(move |occurrence| resolve(resolver.clone(), custom_dsns, occurrence))
+            .map(move |occurrence| {
+                resolve(
+                    resolver.clone(),
+                    custom_dsns,
+                    logs.clone(),
+                    metrics.clone(),
+                    occurrence,
+                )
+            })
             .buffered(concurrency.get());
         let mut occurrences = std::pin::pin!(occurrences);
         let mut heartbeat = tokio::time::interval(HEARTBEAT);

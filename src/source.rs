@@ -1,6 +1,8 @@
-//! The event source: one `kube::runtime::watcher` per namespace (or one cluster-wide),
-//! merged into one stream. Watch errors are logged with the apiserver's message, passed on
-//! (the pipeline counts them), backed off and retried; the stream never ends on its own.
+//! The source: one `kube::runtime::watcher` of Events per namespace (or one cluster-wide)
+//! and, with `SENTRY_K8S_WATCH_PODS`, one of Pods beside each, merged into one stream —
+//! restarted whenever a new [`Generation`] begins (a takeover of the leadership). Watch
+//! errors are logged with the apiserver's message, passed on (the pipeline counts them),
+//! backed off and retried; the stream never ends on its own.
 
 use std::sync::Arc;
 
@@ -10,14 +12,21 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::runtime::{WatchStreamExt, watcher};
 use tracing::{debug, info, warn};
 
-use crate::config::Namespaces;
+use crate::config::{Config, Namespaces};
 use crate::labels::label_enum;
 use crate::leadership::Generation;
+use crate::pods::PodView;
+
+/// Pods per page of a pod list: a page is held whole while it is read, and a pod (its
+/// spec, managedFields) is far larger than an event.
+const POD_PAGE_SIZE: u32 = 100;
 
 label_enum! {
     /// What a watch watches.
     pub enum WatchedResource {
         Events = "events",
+        /// Pods, for their containers' terminations.
+        Pods = "pods",
         CronJobs = "cronjobs",
         Jobs = "jobs",
     }
@@ -26,7 +35,7 @@ label_enum! {
 label_enum! {
     /// What went wrong with a watch (`sentry_k8s_watch_errors_total{kind}`).
     pub enum WatchErrorKind {
-        /// RBAC: the service account may not list or watch events here.
+        /// RBAC: the service account may not list or watch here.
         Forbidden = "forbidden",
         Unauthorized = "unauthorized",
         /// 410: the resourceVersion is too old; a relist follows (routine).
@@ -37,6 +46,46 @@ label_enum! {
         Watch = "watch",
         Other = "other",
     }
+}
+
+/// One watch of the pipeline: a resource in a scope (a namespace, or `None` for the whole
+/// cluster).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Watch {
+    pub resource: WatchedResource,
+    pub scope: Option<String>,
+}
+
+impl Watch {
+    /// How logs and `/readyz` name it: `events in shop`.
+    pub fn name(&self) -> String {
+        format!("{} in {}", self.resource.as_str(), scope_name(&self.scope))
+    }
+}
+
+/// The pipeline's watches for the configuration: the event watches, then the pod watches.
+pub fn watches(config: &Config) -> Vec<Watch> {
+    let scopes = watch_scopes(&config.namespaces);
+    let mut resources = vec![WatchedResource::Events];
+    if config.watch_pods {
+        resources.push(WatchedResource::Pods);
+    }
+    resources
+        .into_iter()
+        .flat_map(|resource| {
+            scopes.iter().map(move |scope| Watch {
+                resource,
+                scope: scope.clone(),
+            })
+        })
+        .collect()
+}
+
+/// An object a watch delivered.
+#[derive(Debug, Clone)]
+pub enum Object {
+    Event(DynamicObject),
+    Pod(PodView),
 }
 
 /// What one watch says, tagged with which watch said it.
@@ -51,7 +100,7 @@ pub enum SourceItem {
     },
     Listed {
         watch: usize,
-        object: DynamicObject,
+        object: Object,
     },
     /// The list is complete; live changes follow.
     ListDone {
@@ -59,11 +108,11 @@ pub enum SourceItem {
     },
     Applied {
         watch: usize,
-        object: DynamicObject,
+        object: Object,
     },
     Deleted {
         watch: usize,
-        object: DynamicObject,
+        object: Object,
     },
     /// The watch failed (already logged); it backs off and retries.
     Failed {
@@ -91,9 +140,9 @@ pub fn report_error(
     scope: &Option<String>,
     error: &watcher::Error,
 ) -> WatchErrorKind {
-    let resource = resource.as_str();
     use kube::Error as KubeError;
     use watcher::Error as WatchError;
+    let resource = resource.as_str();
     let status = match error {
         WatchError::InitialListFailed(KubeError::Api(s))
         | WatchError::WatchStartFailed(KubeError::Api(s))
@@ -130,80 +179,103 @@ pub fn report_error(
     kind
 }
 
-/// The merged stream of every configured watch, restarted (every watch relisting) whenever
-/// a new generation is published — a takeover of the leadership.
-pub fn event_source(
-    client: kube::Client,
-    namespaces: &Namespaces,
-    generations: tokio::sync::watch::Receiver<Generation>,
-) -> impl Stream<Item = SourceItem> + Send + 'static + use<> {
-    let namespaces = namespaces.clone();
-    stream::unfold(generations, move |mut generations| {
-        let (client, namespaces) = (client.clone(), namespaces.clone());
-        async move {
-            let generation = Arc::new(generations.borrow_and_update().clone());
-            let mut next = generations.clone();
-            let until_next = async move {
-                if next.changed().await.is_err() {
-                    // Nobody will start another generation.
-                    std::future::pending::<()>().await;
-                }
-            };
-            let watches = watches(client, &namespaces, generation).take_until(until_next);
-            Some((watches, generations))
-        }
-    })
-    .flatten()
+/// One watcher's stream as source items; its first list carries the generation.
+fn items<K: 'static>(
+    index: usize,
+    watch: Watch,
+    generation: Arc<Generation>,
+    stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    object: fn(K) -> Object,
+) -> futures::stream::BoxStream<'static, SourceItem> {
+    let mut first = Some(generation);
+    stream
+        .map(move |item| match item {
+            Ok(watcher::Event::Init) => SourceItem::ListStarted {
+                watch: index,
+                generation: first.take(),
+            },
+            Ok(watcher::Event::InitApply(o)) => SourceItem::Listed {
+                watch: index,
+                object: object(o),
+            },
+            Ok(watcher::Event::InitDone) => SourceItem::ListDone { watch: index },
+            Ok(watcher::Event::Apply(o)) => SourceItem::Applied {
+                watch: index,
+                object: object(o),
+            },
+            Ok(watcher::Event::Delete(o)) => SourceItem::Deleted {
+                watch: index,
+                object: object(o),
+            },
+            Err(error) => SourceItem::Failed {
+                watch: index,
+                kind: report_error(watch.resource, &watch.scope, &error),
+            },
+        })
+        .boxed()
 }
 
-/// One generation's watches.
-fn watches(
-    client: kube::Client,
-    namespaces: &Namespaces,
+/// One generation's watches, merged.
+fn generation(
+    client: &kube::Client,
+    watches: &[Watch],
     generation: Arc<Generation>,
 ) -> impl Stream<Item = SourceItem> + Send + 'static + use<> {
-    let resource = ApiResource::erase::<CoreEvent>(&());
-    let watches = watch_scopes(namespaces)
-        .into_iter()
+    let events = ApiResource::erase::<CoreEvent>(&());
+    let streams = watches
+        .iter()
         .enumerate()
-        .map(|(watch, scope)| {
-            let api: Api<DynamicObject> = match &scope {
-                Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
-                None => Api::all_with(client.clone(), &resource),
-            };
+        .map(|(index, watch)| {
             info!(
-                namespace = scope_name(&scope),
+                namespace = scope_name(&watch.scope),
+                resource = watch.resource.as_str(),
                 generation = generation.number,
-                "watching events"
+                "watching"
             );
-            let mut first = Some(generation.clone());
-            watcher(api, watcher::Config::default())
-                .default_backoff()
-                .filter_map(move |item| {
-                    let out = match item {
-                        Ok(watcher::Event::Init) => Some(SourceItem::ListStarted {
-                            watch,
-                            generation: first.take(),
-                        }),
-                        Ok(watcher::Event::InitApply(object)) => {
-                            Some(SourceItem::Listed { watch, object })
-                        }
-                        Ok(watcher::Event::InitDone) => Some(SourceItem::ListDone { watch }),
-                        Ok(watcher::Event::Apply(object)) => {
-                            Some(SourceItem::Applied { watch, object })
-                        }
-                        Ok(watcher::Event::Delete(object)) => {
-                            Some(SourceItem::Deleted { watch, object })
-                        }
-                        Err(error) => Some(SourceItem::Failed {
-                            watch,
-                            kind: report_error(WatchedResource::Events, &scope, &error),
-                        }),
+            let (client, watch, generation) = (client.clone(), watch.clone(), generation.clone());
+            match watch.resource {
+                WatchedResource::Pods => {
+                    let api: Api<PodView> = match &watch.scope {
+                        Some(ns) => Api::namespaced(client, ns),
+                        None => Api::all(client),
                     };
-                    std::future::ready(out)
-                })
-                .boxed()
+                    let config = watcher::Config::default().page_size(POD_PAGE_SIZE);
+                    let stream = watcher(api, config).default_backoff();
+                    items(index, watch, generation, stream, Object::Pod)
+                }
+                _ => {
+                    let api: Api<DynamicObject> = match &watch.scope {
+                        Some(ns) => Api::namespaced_with(client, ns, &events),
+                        None => Api::all_with(client, &events),
+                    };
+                    let stream = watcher(api, watcher::Config::default()).default_backoff();
+                    items(index, watch, generation, stream, Object::Event)
+                }
+            }
         })
         .collect::<Vec<_>>();
-    stream::select_all(watches)
+    stream::select_all(streams)
+}
+
+/// The merged stream of `watches` (see [`watches`]); items name their watch by index. Every
+/// watch starts over (relists) when `generations` publishes a new generation.
+pub fn source(
+    client: kube::Client,
+    watches: &[Watch],
+    generations: tokio::sync::watch::Receiver<Generation>,
+) -> impl Stream<Item = SourceItem> + Send + 'static + use<> {
+    let watches = watches.to_vec();
+    stream::unfold(generations, move |mut generations| {
+        let this = Arc::new(generations.borrow_and_update().clone());
+        let mut next = generations.clone();
+        let until_next = async move {
+            if next.changed().await.is_err() {
+                // Nobody will start another generation.
+                std::future::pending::<()>().await;
+            }
+        };
+        let run = generation(&client, &watches, this).take_until(until_next);
+        std::future::ready(Some((run, generations)))
+    })
+    .flatten()
 }

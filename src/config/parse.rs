@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use regex::Regex;
 use sentry::types::Dsn;
 
 use super::types::{ClusterConfigType, LogFormat, LogLevel, Namespaces, Switch};
@@ -220,6 +221,55 @@ pub fn lowercase_list(value: &str) -> Parsed<Vec<String>> {
         .collect())
 }
 
+/// Regular expressions, one per line (a comma may be part of a pattern); blank lines are
+/// skipped. Each is compiled now, so a bad one stops the agent at start.
+pub fn regex_list(value: &str) -> Parsed<Vec<Regex>> {
+    value
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|pattern| {
+            regex::RegexBuilder::new(pattern)
+                .size_limit(1 << 20)
+                .build()
+                .map_err(|e| {
+                    let first = e.to_string();
+                    let first = first.lines().last().unwrap_or("").trim().to_string();
+                    format!("{pattern:?} is not a valid regular expression: {first}")
+                })
+        })
+        .collect()
+}
+
+/// The most log lines a report may carry.
+pub const MAX_LOG_LINES: usize = 1000;
+
+/// A number of log lines: 0 (off) to [`MAX_LOG_LINES`].
+pub fn log_lines(value: &str) -> Parsed<usize> {
+    let lines = count(value)?;
+    if lines > MAX_LOG_LINES {
+        return Err(format!("at most {MAX_LOG_LINES} lines (0 turns it off)"));
+    }
+    Ok(lines)
+}
+
+/// `host` or `host:port`, no scheme or path.
+pub fn host(value: &str) -> Parsed<String> {
+    let host = value.trim();
+    let valid = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if valid {
+        Ok(host.to_string())
+    } else {
+        Err(
+            "expected a host or host:port, e.g. metadata.google.internal or 169.254.169.254:80"
+                .into(),
+        )
+    }
+}
+
 /// A DNS-1123 label: what Kubernetes accepts as a namespace name.
 pub fn is_namespace_name(name: &str) -> bool {
     !name.is_empty()
@@ -335,6 +385,28 @@ mod tests {
         ] {
             assert!(duration(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn patterns_are_one_per_line_and_compiled_at_start() {
+        let patterns = regex_list("\\d{3},\\d{2}\n\n  (?i)secret  \n").unwrap();
+        let shown: Vec<&str> = patterns.iter().map(Regex::as_str).collect();
+        assert_eq!(shown, [r"\d{3},\d{2}", "(?i)secret"]);
+        let error = regex_list("ok\n(unclosed").unwrap_err();
+        assert!(
+            error.starts_with("\"(unclosed\" is not a valid regular expression"),
+            "{error}"
+        );
+        assert!(!error.contains('\n'), "one line: {error}");
+        assert!(regex_list("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn hosts_and_log_lines_are_bounded() {
+        assert_eq!(host(" 169.254.169.254:80 ").unwrap(), "169.254.169.254:80");
+        assert!(host("http://metadata").is_err());
+        assert_eq!(log_lines("50").unwrap(), 50);
+        assert!(log_lines("1001").is_err());
     }
 
     #[test]

@@ -91,7 +91,7 @@ impl Setting {
         match (self.shown_default, self.default) {
             (Some(shown), _) => shown.to_string(),
             (None, "") => "empty".to_string(),
-            (None, "off") => "off".to_string(),
+            (None, value @ ("off" | "on")) => value.to_string(),
             (None, value) => format!("`{value}`"),
         }
     }

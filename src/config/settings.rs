@@ -10,6 +10,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use regex::Regex;
 use sentry::types::Dsn;
 
 use super::parse;
@@ -65,8 +66,14 @@ settings! {
     release: Option<String> = "SENTRY_RELEASE" ("") parse::release;
     /// comma-separated namespaces, or `__all__` for one cluster-wide watch; duplicates are watched once
     namespaces: Namespaces = "SENTRY_K8S_WATCH_NAMESPACES" ("default") parse::namespaces;
-    /// report events already stored at start
+    /// report events (and container crashes) already stored at start
     historical: bool = "SENTRY_K8S_WATCH_HISTORICAL" ("off") parse::boolean;
+    /// watch pods too, and report each container that ends with a failure (OOMKilled, a non-zero exit) once
+    watch_pods: bool = "SENTRY_K8S_WATCH_PODS" ("on") parse::boolean;
+    /// the last lines a crashed container wrote, attached to its report (0: none; at most 1000; RBAC `get pods/log`)
+    container_logs: usize = "SENTRY_K8S_CONTAINER_LOGS" ("0") parse::log_lines;
+    /// more regular expressions, one per line, whose matches in log lines and termination messages become `[Filtered]` (beside the built-in ones)
+    scrub_patterns: Vec<Regex> = "SENTRY_K8S_SCRUB_PATTERNS" ("") parse::regex_list;
     /// `auto` (in-cluster when the service account is mounted, else kubeconfig), `in-cluster`, `out-cluster`
     cluster_config: ClusterConfigType = "SENTRY_K8S_CLUSTER_CONFIG_TYPE" ("auto") parse::cluster_config_type;
     /// kubeconfig for out-of-cluster use (current context)
@@ -79,12 +86,14 @@ settings! {
     monitor_cronjobs: bool = "SENTRY_K8S_MONITOR_CRONJOBS" ("off") parse::boolean;
     /// per-object DSN from the annotation `k8s.sentry.io/dsn`
     custom_dsns: bool = "SENTRY_K8S_CUSTOM_DSNS" ("off") parse::boolean;
-    /// reasons never reported (case-insensitive; setting it replaces the default)
-    filter_out_reasons: Vec<String> = "SENTRY_K8S_FILTER_OUT_EVENT_REASONS" ("DockerStart,KubeletStart,NodeSysctlChange,ContainerdStart") parse::lowercase_list, blank_is_value;
+    /// reasons never reported (case-insensitive; setting it replaces the default, empty means the default)
+    filter_out_reasons: Vec<String> = "SENTRY_K8S_FILTER_OUT_EVENT_REASONS" ("DockerStart,KubeletStart,NodeSysctlChange,ContainerdStart") parse::lowercase_list;
     /// source components never reported (case-insensitive)
     filter_out_sources: Vec<String> = "SENTRY_K8S_FILTER_OUT_EVENT_SOURCES" ("") parse::lowercase_list;
     /// tag `cluster`, and the first part of every fingerprint
     cluster_name: Option<String> = "SENTRY_K8S_CLUSTER_NAME" ("") parse::text;
+    /// on GKE: tags `gke_cluster_name`, `gke_cluster_location`, `gke_project_name` and a `gke` context with console links, from the metadata server
+    integration_gke: bool = "SENTRY_K8S_INTEGRATION_GKE_ENABLED" ("off") parse::boolean;
     /// print events instead of sending them, even with a DSN
     dry_run: bool = "SENTRY_K8S_DRY_RUN" ("off") parse::boolean;
     /// where `/healthz`, `/readyz` and `/metrics` listen; empty disables
@@ -105,9 +114,9 @@ settings! {
     delivery_max_age: Duration = "SENTRY_K8S_DELIVERY_MAX_AGE" ("1h") parse::duration;
     /// destinations (DSNs) served at once; an event for one more while all have envelopes pending is dropped (counted)
     destinations: NonZeroUsize = "SENTRY_K8S_DESTINATIONS" ("100") parse::positive;
-    /// the apiserver's `--event-ttl`; remembered events expire 10 minutes after it
+    /// the apiserver's `--event-ttl`; remembered events expire 10 minutes after it, and container crashes older than it are history
     event_ttl: Duration = "SENTRY_K8S_EVENT_TTL" ("1h") parse::duration;
-    /// events remembered for deduplication (least recently seen evicted first, counted)
+    /// events and crashed containers remembered for deduplication (least recently seen evicted first, counted)
     dedup_capacity: NonZeroUsize = "SENTRY_K8S_DEDUP_CAPACITY" ("100000") parse::positive;
     /// earlier events attached to each reported one (0: none)
     breadcrumbs: usize = "SENTRY_K8S_BREADCRUMBS" ("20") parse::count;
@@ -161,6 +170,8 @@ settings! {
     all_proxy: Option<String> = "ALL_PROXY" ("") parse::proxy, platform, secret, lowercase_alias;
     /// hosts, `.domains`, IPs or CIDRs reached without the proxy, comma-separated; `*` for all (`no_proxy` too)
     no_proxy: Option<String> = "NO_PROXY" ("") parse::text, platform, lowercase_alias;
+    /// the GCP metadata server (`host[:port]`) the GKE integration asks
+    gce_metadata_host: String = "GCE_METADATA_HOST" ("metadata.google.internal") parse::host, platform;
 }
 
 /// Variables a library reads for the agent: documented with the rest, parsed by nobody here.
@@ -339,6 +350,13 @@ mod tests {
         assert_eq!(c.http_addr, Some("0.0.0.0:8080".parse().unwrap()));
         assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(c.hostname(), "agent-0");
+        assert!(c.watch_pods, "the Go agent always watches pods");
+        assert_eq!(
+            c.container_logs, 0,
+            "logs leave the cluster only when asked"
+        );
+        assert!(c.scrub_patterns.is_empty() && !c.integration_gke);
+        assert_eq!(c.gce_metadata_host, "metadata.google.internal");
     }
 
     #[test]
@@ -426,6 +444,12 @@ mod tests {
             ("SENTRY_K8S_SEND_CONCURRENCY", "-1"),
             ("SENTRY_K8S_EVENT_TTL", "1d"),
             ("SENTRY_K8S_DEDUP_CAPACITY", "lots"),
+            ("SENTRY_K8S_WATCH_PODS", "sometimes"),
+            ("SENTRY_K8S_CONTAINER_LOGS", "all"),
+            ("SENTRY_K8S_CONTAINER_LOGS", "5000"),
+            ("SENTRY_K8S_SCRUB_PATTERNS", "[a-"),
+            ("SENTRY_K8S_INTEGRATION_GKE_ENABLED", "gke"),
+            ("GCE_METADATA_HOST", "http://169.254.169.254/"),
             ("SENTRY_DSN", "not a dsn"),
         ];
         for (var, value) in cases {
@@ -526,5 +550,24 @@ mod tests {
         assert_eq!(c.queue_size.get(), 1000);
         assert_eq!(c.shutdown_timeout, Duration::from_secs(5));
         assert_eq!(c.http_addr, None, "an empty address disables the server");
+    }
+
+    #[test]
+    fn an_empty_filter_variable_means_the_defaults() {
+        // As in the Go agent, and as a chart leaves it when the value is unset.
+        let defaults = load(&[]).unwrap();
+        for blank in ["", "  "] {
+            let c = load(&[
+                ("SENTRY_K8S_FILTER_OUT_EVENT_REASONS", blank),
+                ("SENTRY_K8S_FILTER_OUT_EVENT_SOURCES", blank),
+            ])
+            .unwrap();
+            assert_eq!(
+                c.filter_out_reasons, defaults.filter_out_reasons,
+                "{blank:?}"
+            );
+            assert!(c.filter_out_reasons.contains(&"dockerstart".to_string()));
+            assert_eq!(c.filter_out_sources, defaults.filter_out_sources);
+        }
     }
 }

@@ -347,22 +347,26 @@ impl Keeper {
         }
     }
 
-    /// Puts the ledger's checkpoint on the Lease if it changed; returns what was put.
+    /// Puts the ledger's checkpoint on the Lease if it changed since the last write (its
+    /// time aside); returns what changed, to remember once written.
     fn annotate(&self, lease: &mut Lease) -> Option<String> {
         if !self.settings.checkpoint {
             return None;
         }
-        let text = self.ledger.lock().unwrap().snapshot().encode();
-        if self.written.as_deref() == Some(text.as_str()) || text == Checkpoint::default().encode()
+        let mut checkpoint = self.ledger.lock().unwrap().snapshot();
+        let unstamped = checkpoint.encode();
+        if self.written.as_deref() == Some(unstamped.as_str())
+            || unstamped == Checkpoint::default().encode()
         {
             return None;
         }
+        checkpoint.at = Some(chrono::Utc::now());
         lease
             .metadata
             .annotations
             .get_or_insert_with(Default::default)
-            .insert(CHECKPOINT_ANNOTATION.to_string(), text.clone());
-        Some(text)
+            .insert(CHECKPOINT_ANNOTATION.to_string(), checkpoint.encode());
+        Some(unstamped)
     }
 
     fn wrote(&mut self, text: String) {

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use crate::common::process::{BIN, Process, http_get};
 use crate::common::{DEADLINE, World, eventually};
-use harness::fixtures::EventFixture;
+use harness::fixtures::{ContainerStatusFixture, EventFixture, ObjectFixture};
 use harness::{ApiServerOptions, DenyRule, FakeApiServer, SinkDelay};
 use serde_json::Value;
 
@@ -297,6 +297,45 @@ async fn logs_never_contain_the_dsn_key_or_the_token() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_never_contain_what_a_container_wrote() {
+    let world = World::new().await;
+    let mut agent = Process::spawn(&world.vars(&[
+        ("SENTRY_K8S_LOG_LEVEL", "trace"),
+        ("SENTRY_K8S_CONTAINER_LOGS", "10"),
+    ]));
+    world.server.wait_for_watches(2, DEADLINE).await.unwrap();
+    let app = ContainerStatusFixture::new("app", "web:1")
+        .crashed(1, "Error", chrono::Utc::now())
+        .set(
+            &["lastState", "terminated", "message"],
+            serde_json::json!("termination-message-9c1e"),
+        );
+    world.server.set_container_log(
+        &app.previous_container_id().unwrap(),
+        "log-line-7f3a\npanic: log-line-b2d4\n",
+    );
+    ObjectFixture::new("Pod", "default", "web-0")
+        .status("Running", &[app.build()])
+        .create(&world.server);
+    let events = world.sink.wait_for_events(1, DEADLINE).await.unwrap();
+    let sent = serde_json::to_string(&events[0].event).unwrap();
+    assert!(
+        sent.contains("log-line-b2d4") && sent.contains("termination-message-9c1e"),
+        "the report carries them: {sent}"
+    );
+    agent.terminate();
+    agent.wait().await;
+    let logs = agent.stderr();
+    assert!(logs.contains("web-0"), "trace logs about the pod: {logs}");
+    for written in ["log-line-7f3a", "log-line-b2d4", "termination-message-9c1e"] {
+        assert!(
+            !logs.contains(written),
+            "{written} in the agent's logs: {logs}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probes_and_metrics_are_served() {
     let world = World::new().await;
     world.server.deny(DenyRule {
@@ -336,7 +375,7 @@ async fn probes_and_metrics_are_served() {
     let metrics = get("/metrics");
     for name in [
         "sentry_k8s_watch_errors_total{resource=\"events\",kind=\"forbidden\"}",
-        "sentry_k8s_watches_ready 1",
+        "sentry_k8s_watches_ready 2",
         "sentry_k8s_events_reported_total",
         "sentry_k8s_queue_depth",
     ] {

@@ -48,7 +48,7 @@ fn in_cluster_vars<'a>(world: &World, sa: &'a Path, mode: &'a str) -> Vec<(Strin
 
 async fn reports_one_event(world: &World, vars: Vec<(String, String)>) {
     let running = crate::common::Running::spawn(Config::from_vars(vars).unwrap().0);
-    running.ready(1).await;
+    running.ready(2).await;
     world
         .server
         .create(EventFixture::warning("default", "web-1.a", "BackOff", "crash").build())

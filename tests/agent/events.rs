@@ -58,17 +58,41 @@ async fn every_warning_of_the_catalog_is_reported_with_its_fields() {
         .iter()
         .filter(|e| e.event["type"] == "Warning")
         .collect();
+    let crashed = entries.iter().filter(|e| e.is_crash()).count();
     world
         .sink
-        .wait_for_events(warnings.len(), DEADLINE)
+        .wait_for_events(warnings.len() + crashed, DEADLINE)
         .await
         .unwrap();
     world.sentinel("default", "after-catalog").await;
-    let events = world.reported();
+    let (events, crashes): (Vec<Value>, Vec<Value>) = world
+        .reported()
+        .into_iter()
+        .partition(|e| e["tags"]["watcher_name"] == "events");
     assert_eq!(
         events.len(),
         warnings.len(),
         "one event per Warning, nothing for Normal events"
+    );
+    assert_eq!(crashes.len(), 5, "the demo's crashed containers, once each");
+    let scopes: std::collections::BTreeSet<String> = crashes
+        .iter()
+        .map(|e| {
+            e["fingerprint"].as_array().unwrap()[1..6]
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join("/")
+        })
+        .collect();
+    assert_eq!(
+        scopes.into_iter().collect::<Vec<_>>(),
+        [
+            "batch/CronJob/nightly-report/Error/container:report",
+            "shop/Deployment/checkout/Error/container:app",
+            "shop/StatefulSet/search/OOMKilled/container:elasticsearch",
+        ],
+        "crashes grouped per workload, reason and container"
     );
 
     // Every event: level, environment, release, cluster and global tags, the k8s timestamp.

@@ -6,12 +6,15 @@ mod common;
 
 mod binary;
 mod connect;
+mod container_logs;
 mod crons;
 mod delivery;
 mod docs;
 mod enrichment;
 mod events;
+mod gke;
 mod isolation;
+mod pods;
 mod resume;
 mod structure;
 mod watching;

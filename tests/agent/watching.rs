@@ -136,7 +136,22 @@ async fn a_namespace_listed_twice_is_watched_once() {
     let agent = world
         .start(&[("SENTRY_K8S_WATCH_NAMESPACES", "default,default, default")])
         .await;
-    assert_eq!(world.server.open_watches().len(), 1);
+    let paths: Vec<String> = world
+        .server
+        .open_watches()
+        .into_iter()
+        .map(|w| w.path)
+        .collect();
+    assert_eq!(
+        paths.iter().filter(|p| p.ends_with("/events")).count(),
+        1,
+        "{paths:?}"
+    );
+    assert_eq!(
+        paths.iter().filter(|p| p.ends_with("/pods")).count(),
+        1,
+        "{paths:?}"
+    );
     world
         .server
         .create_all((0..4).map(|n| warning("default", "web", n)).collect())
@@ -284,9 +299,18 @@ async fn a_namespace_list_never_reports_other_namespaces_and_all_reports_every_o
     let agent = world
         .start(&[("SENTRY_K8S_WATCH_NAMESPACES", "__all__")])
         .await;
-    let watches = world.server.open_watches();
-    assert_eq!(watches.len(), 1);
-    assert_eq!(watches[0].path, "/api/v1/events", "one cluster-wide watch");
+    let mut paths: Vec<String> = world
+        .server
+        .open_watches()
+        .into_iter()
+        .map(|w| w.path)
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        ["/api/v1/events", "/api/v1/pods"],
+        "one cluster-wide watch of each"
+    );
     for ns in ["prod", "dev", "kube-system"] {
         world
             .server
@@ -320,8 +344,8 @@ async fn a_watch_forbidden_by_rbac_is_retried_until_allowed() {
     .await;
     assert_eq!(
         metrics.watches_ready.get(),
-        1,
-        "default is ready, prod is not"
+        3,
+        "default's events and pods and prod's pods are ready, prod's events are not"
     );
     let forbidden: Vec<_> = world
         .server
@@ -336,7 +360,7 @@ async fn a_watch_forbidden_by_rbac_is_retried_until_allowed() {
     world.sentinel("default", "s1").await;
 
     world.server.clear_faults();
-    running.ready(2).await;
+    running.ready(4).await;
     world
         .server
         .create(warning("prod", "now-allowed", 0))

@@ -50,6 +50,10 @@ VALUE_SETS = {
                         "sentry": {"watchNamespaces": "__all__"}},
     "custom-dsns": {"sentry": {"dsn": DSN, "customDsns": "true", "watchNamespaces": "__all__"},
                     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}}}},
+    "crash-logs-gke": {"sentry": {"dsn": DSN, "watchNamespaces": "shop", "containerLogs": 50,
+                                  "scrubPatterns": [r"\b\d{3}-\d{2}-\d{4}\b", "(?i)session=[a-z0-9]+"],
+                                  "integrationGke": True},
+                       "networkPolicy": {"enabled": True}},
 }
 
 
@@ -98,7 +102,8 @@ def rules_of(doc):
 
 AGENT_RULES = {
     (("",), ("events",)): ("list", "watch"),
-    (("",), ("pods", "replicationcontrollers")): ("get",),
+    (("",), ("pods",)): ("get", "list", "watch"),
+    (("",), ("replicationcontrollers",)): ("get",),
     (("apps",), ("replicasets", "deployments", "statefulsets", "daemonsets")): ("get",),
     (("batch",), ("jobs", "cronjobs")): ("get",),
 }
@@ -188,6 +193,27 @@ def assert_semantics(sets):
     check(ns_rules.get((("",), ("namespaces",))) == ("get",), f"customDsns: get on namespaces: {ns_rules}")
     check(by_kind(docs, "ServiceMonitor") and by_kind(docs, "Service"), "the ServiceMonitor and its Service")
 
+    docs, _ = sets["crash-logs-gke"]
+    rules = rules_of(by_kind(docs, "Role")[0])
+    check(rules == {**AGENT_RULES, (("",), ("pods/log",)): ("get",)},
+          f"containerLogs adds get on pods/log, and nothing else: {rules}")
+    for name in ("defaults", "existing-secret", "custom-dsns", "namespaced-list"):
+        granted = [r for doc in by_kind(sets[name][0], "Role") + by_kind(sets[name][0], "ClusterRole")
+                   for r in doc["rules"] if "pods/log" in r["resources"]]
+        check(not granted, f"{name}: no pods/log without containerLogs")
+    env = env_of(docs)
+    check(env["SENTRY_K8S_CONTAINER_LOGS"]["value"] == "50" and env["SENTRY_K8S_WATCH_PODS"]["value"] == "true",
+          "containerLogs and watchPods reach the agent")
+    check(env["SENTRY_K8S_SCRUB_PATTERNS"]["value"] == "\\b\\d{3}-\\d{2}-\\d{4}\\b\n(?i)session=[a-z0-9]+",
+          f"scrub patterns, one per line: {env['SENTRY_K8S_SCRUB_PATTERNS']['value']!r}")
+    check(env["SENTRY_K8S_INTEGRATION_GKE_ENABLED"]["value"] == "true", "integrationGke reaches the agent")
+    egress = by_kind(docs, "NetworkPolicy")[0]["spec"]["egress"]
+    check(any(rule.get("to") == [{"ipBlock": {"cidr": "169.254.169.254/32"}}] for rule in egress),
+          f"integrationGke opens egress to the metadata server: {egress}")
+    env = env_of(sets["defaults"][0])
+    check(env["SENTRY_K8S_CONTAINER_LOGS"]["value"] == "0" and "SENTRY_K8S_SCRUB_PATTERNS" not in env,
+          "defaults: no logs read")
+
     docs, _ = sets["community-0.4.0"]
     env = env_of(docs)
     check(env["SENTRY_K8S_WATCH_HISTORICAL"]["value"] == "true", "the community chart's \"1\" is a true")
@@ -213,7 +239,7 @@ def assert_every_variable_is_settable():
     everything = copy.deepcopy(VALUE_SETS["namespaced-list"])
     everything["sentry"].update({"kubeconfigPath": "/kube/config", "clusterConfigType": "out-cluster",
                                  "filterOutEventReasons": "BackOff", "filterOutEventSources": "kubelet",
-                                 "environment": "prod", "release": "1"})
+                                 "environment": "prod", "release": "1", "scrubPatterns": ["token-[0-9]+"]})
     env = env_of(documents(render(everything)))
     # The service-account directory is where Kubernetes mounts it; nothing to set.
     missing = [v for v in variables if v not in env and v != "SENTRY_K8S_SERVICE_ACCOUNT_DIR"]
@@ -228,6 +254,8 @@ def assert_bad_values_fail_clearly():
         ({"sentry": {"watchHistorical": "maybe"}}, "watchHistorical"),
         ({"image": {"tag": "latest"}}, "image/tag"),
         ({"sentry": {"dsn": "<change-me>"}}, "dsn"),
+        ({"sentry": {"containerLogs": 5000}}, "containerLogs"),
+        ({"sentry": {"scrubPatterns": "password"}}, "scrubPatterns"),
     ]:
         try:
             render(values)

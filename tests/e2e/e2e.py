@@ -334,6 +334,32 @@ def fingerprint_scope(event_data):
     return tuple(fp[2:5]) if fp[0] == "e2e-cluster" else tuple(fp[1:4])
 
 
+def check_crash_reports(bugsink, scopes):
+    """The crash reports in Bugsink: beside their workload's events, with the container's
+    last lines, scrubbed."""
+    _, crashes = scopes[("StatefulSet", "search", "OOMKilled")]
+    data = bugsink.event(crashes[0]["id"])["data"]
+    for key, value in {"watcher_name": "pods", "reason": "OOMKilled", "kind": "Pod", "pod_name": "search-0",
+                       "container": "elasticsearch", "exit_code": "137", "root_kind": "StatefulSet",
+                       "root_name": "search", "event_source_component": "x-pod-controller"}.items():
+        assert data["tags"].get(key) == value, f"crash tag {key}: {data['tags'].get(key)!r} != {value!r}"
+    lines = data["contexts"]["container_log"]["lines"]
+    assert lines[-1] == "java.lang.OutOfMemoryError: Java heap space", lines
+    assert data["contexts"]["container"]["exit_code"] == 137
+    _, checkout = scopes[("Deployment", "checkout", "Error")]
+    data = bugsink.event(checkout[0]["id"])["data"]
+    logged = "\n".join(data["contexts"]["container_log"]["lines"])
+    assert "postgres://[Filtered]@orders-db" in logged and "s3cr3t-pw" not in logged, logged
+    # One issue per workload, reason and container, as for events: the BackOff events and
+    # the crashes of checkout's three pods are two issues of the same workload.
+    backoff_issue, _ = scopes[("Deployment", "checkout", "BackOff")]
+    crash_issue, _ = scopes[("Deployment", "checkout", "Error")]
+    assert backoff_issue["id"] != crash_issue["id"]
+    _, backoffs = scopes[("Deployment", "checkout", "BackOff")]
+    backoff = bugsink.event(backoffs[0]["id"])["data"]
+    assert backoff["tags"]["root_name"] == data["tags"]["root_name"] == "checkout"
+
+
 def scenario(name):
     SUMMARY["scenarios"].append(name)
     log(f"scenario: {name}")
@@ -356,12 +382,15 @@ def main(venv):
         SENTRY_K8S_KUBECONFIG_PATH=api.kubeconfig,
         SENTRY_K8S_WATCH_NAMESPACES="__all__",
         SENTRY_K8S_SHUTDOWN_TIMEOUT="20s",
+        SENTRY_K8S_CONTAINER_LOGS="20",
     ).ready()
 
     # 1. The failures operators care about, as a cluster writes them.
-    scenario("demo failures grouped per workload and reason")
-    warnings = api.ctl("POST", "scenarios/demo")["warnings"]
-    poll("11 demo events stored", lambda: bugsink.stored(main_project) >= len(warnings))
+    scenario("demo failures and container crashes grouped per workload and reason")
+    demo = api.ctl("POST", "scenarios/demo")
+    warnings, crashes = demo["warnings"], demo["crashes"]
+    poll(f"{len(warnings)} demo events and {len(crashes)} crashes stored",
+         lambda: bugsink.stored(main_project) >= len(warnings) + len(crashes))
     issues = bugsink.issues(main_project)
     scopes = {}
     for issue in issues:
@@ -378,6 +407,10 @@ def main(venv):
         ("StatefulSet", "reports", "FailedMount"): 1,
         ("CronJob", "nightly-report", "BackOff"): 1,
         ("CronJob", "nightly-report", "BackoffLimitExceeded"): 1,
+        # Container crashes from pod status: no Event says these.
+        ("Deployment", "checkout", "Error"): 3,
+        ("StatefulSet", "search", "OOMKilled"): 1,
+        ("CronJob", "nightly-report", "Error"): 1,
     }
     got = {scope: len(events) for scope, (_, events) in scopes.items()}
     assert got == expected, f"issues per (workload, reason):\n  got      {got}\n  expected {expected}"
@@ -387,6 +420,7 @@ def main(venv):
     stored = bugsink.event(checkout_events[0]["id"])
     data = stored["data"]
     tags = data["tags"]
+    check_crash_reports(bugsink, scopes)
     for key, value in {"namespace": "shop", "reason": "BackOff", "kind": "Pod", "component": "kubelet",
                        "deployment_name": "checkout", "replicaset_name": "checkout-7d4b9c8f5d",
                        "root_kind": "Deployment", "root_name": "checkout", "cluster": "e2e-cluster",
@@ -470,15 +504,17 @@ def main(venv):
     log(f"SIGTERM with {queued:.0f} events still queued: exit 0 after {took:.1f}s, all stored")
 
     # 6. Historical replay on and off.
-    scenario("historical replay reports what is stored")
-    warnings_stored = [e for e in api.events() if e.get("type") != "Normal"]
+    scenario("historical replay reports what is stored, crashes included")
+    warnings_stored = [e for e in api.events() if e.get("type") != "Normal"] + crashes
     on_project, on_dsn = bugsink.project("e2e-historical-on")
     replay = Agent("agent-historical", SENTRY_DSN=tee.dsn(on_dsn), SENTRY_K8S_WATCH_HISTORICAL="1",
                    SENTRY_K8S_CLUSTER_CONFIG_TYPE="out-cluster", SENTRY_K8S_KUBECONFIG_PATH=api.kubeconfig,
                    SENTRY_K8S_WATCH_NAMESPACES="__all__", SENTRY_K8S_SEND_CONCURRENCY="1").ready()
     poll(f"{len(warnings_stored)} replayed events", lambda: bugsink.stored(on_project) >= len(warnings_stored))
-    replayed = [e["timestamp"] for e in tee.for_project(on_project)]
-    assert replayed == sorted(replayed), "replayed oldest first"
+    for watcher in ("events", "pods"):
+        # Each watch replays its own backlog oldest first.
+        replayed = [e["timestamp"] for e in tee.for_project(on_project) if e["tags"]["watcher_name"] == watcher]
+        assert replayed and replayed == sorted(replayed), f"{watcher} replayed oldest first"
     assert replay.stop()[0] == 0
     assert bugsink.stored(on_project) == len(warnings_stored)
 

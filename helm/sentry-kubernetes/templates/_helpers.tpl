@@ -82,9 +82,19 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["list", "watch"]
+# Container crashes from pod status (the Go agent's pod watch); owner lookups of pods.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+{{- if gt (int .Values.sentry.containerLogs) 0 }}
+# A crashed container's last lines (containerLogs).
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
+{{- end }}
 # Owner lookups: metadata-only GETs up the controller chain.
 - apiGroups: [""]
-  resources: ["pods", "replicationcontrollers"]
+  resources: ["replicationcontrollers"]
   verbs: ["get"]
 - apiGroups: ["apps"]
   resources: ["replicasets", "deployments", "statefulsets", "daemonsets"]

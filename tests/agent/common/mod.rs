@@ -112,7 +112,7 @@ impl World {
     /// Starts the agent and waits until `watches` watches completed their first list.
     pub async fn start(&self, extra: &[(&str, &str)]) -> Running {
         let config = self.config(extra);
-        let watches = sentry_kubernetes::source::watch_scopes(&config.namespaces).len() as i64;
+        let watches = sentry_kubernetes::source::watches(&config).len() as i64;
         let running = Running::spawn(config);
         running.ready(watches).await;
         running

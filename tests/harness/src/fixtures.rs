@@ -14,6 +14,15 @@ pub fn micro_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// Sets the field at `path` (object keys, created as needed) to `value`.
+fn set_path(object: &mut Value, path: &[&str], value: Value) {
+    let mut node = object;
+    for key in path {
+        node = &mut node[*key];
+    }
+    *node = value;
+}
+
 fn api_version_of(kind: &str) -> &'static str {
     match kind {
         "ReplicaSet" | "Deployment" | "StatefulSet" | "DaemonSet" => "apps/v1",
@@ -143,11 +152,7 @@ impl EventFixture {
     /// Sets any field by JSON pointer-like path of object keys.
     #[must_use]
     pub fn set(mut self, path: &[&str], value: Value) -> Self {
-        let mut node = &mut self.0;
-        for key in path {
-            node = &mut node[*key];
-        }
-        *node = value;
+        set_path(&mut self.0, path, value);
         self
     }
 
@@ -224,13 +229,26 @@ impl ObjectFixture {
         self
     }
 
+    /// A pod's `spec.containers` (name and image each).
+    #[must_use]
+    pub fn containers(mut self, containers: &[(&str, &str)]) -> Self {
+        self.0["spec"]["containers"] = containers
+            .iter()
+            .map(|(name, image)| json!({"name": name, "image": image}))
+            .collect();
+        self
+    }
+
+    /// A pod's `status`: its phase and container statuses (see [`ContainerStatusFixture`]).
+    #[must_use]
+    pub fn status(mut self, phase: &str, containers: &[Value]) -> Self {
+        self.0["status"] = json!({"phase": phase, "containerStatuses": containers});
+        self
+    }
+
     #[must_use]
     pub fn set(mut self, path: &[&str], value: Value) -> Self {
-        let mut node = &mut self.0;
-        for key in path {
-            node = &mut node[*key];
-        }
-        *node = value;
+        set_path(&mut self.0, path, value);
         self
     }
 
@@ -246,6 +264,116 @@ impl ObjectFixture {
     }
 }
 
+/// A container ID as the kubelet reports it (`containerd://` and 64 hex digits).
+pub fn container_id() -> String {
+    let a = uuid::Uuid::new_v4().simple().to_string();
+    let b = uuid::Uuid::new_v4().simple().to_string();
+    format!("containerd://{a}{b}")
+}
+
+/// One entry of `status.containerStatuses` as the kubelet writes it. Starts running (with
+/// a container ID); `terminated`, `crashed`, `waiting` and `restarts` move it on the way a
+/// container's life does.
+#[derive(Clone, Debug)]
+pub struct ContainerStatusFixture(Value);
+
+impl ContainerStatusFixture {
+    pub fn new(name: &str, image: &str) -> Self {
+        let started = rfc3339(Utc::now() - chrono::Duration::minutes(5));
+        Self(json!({
+            "name": name,
+            "image": image,
+            "imageID": format!("{image}@sha256:{}", uuid::Uuid::new_v4().simple()),
+            "containerID": container_id(),
+            "ready": true,
+            "started": true,
+            "restartCount": 0,
+            "state": {"running": {"startedAt": started}},
+            "lastState": {},
+        }))
+    }
+
+    fn termination(&self, exit_code: i64, reason: &str, finished: DateTime<Utc>) -> Value {
+        json!({
+            "exitCode": exit_code,
+            "reason": reason,
+            "startedAt": rfc3339(finished - chrono::Duration::seconds(30)),
+            "finishedAt": rfc3339(finished),
+            "containerID": self.0["containerID"],
+        })
+    }
+
+    /// The current instance ended (`state.terminated`): restartPolicy Never, or the moment
+    /// before a restart.
+    #[must_use]
+    pub fn terminated(mut self, exit_code: i64, reason: &str, finished: DateTime<Utc>) -> Self {
+        self.0["state"] = json!({"terminated": self.termination(exit_code, reason, finished)});
+        self.0["ready"] = json!(false);
+        self.0["started"] = json!(false);
+        self
+    }
+
+    /// The current instance ended and the kubelet holds the restart back: the instance
+    /// becomes `lastState.terminated`, the state `waiting` with CrashLoopBackOff.
+    #[must_use]
+    pub fn crashed(mut self, exit_code: i64, reason: &str, finished: DateTime<Utc>) -> Self {
+        let name = self.0["name"].clone();
+        self.0["lastState"] = json!({"terminated": self.termination(exit_code, reason, finished)});
+        self.0["state"] = json!({"waiting": {"reason": "CrashLoopBackOff",
+            "message": format!("back-off 10s restarting failed container={} pod=…", name.as_str().unwrap_or(""))}});
+        self.0["ready"] = json!(false);
+        self.0["started"] = json!(false);
+        self
+    }
+
+    /// A new instance runs (with a new container ID); the restart count goes up.
+    #[must_use]
+    pub fn restarted(mut self, at: DateTime<Utc>) -> Self {
+        self.0["containerID"] = json!(container_id());
+        self.0["state"] = json!({"running": {"startedAt": rfc3339(at)}});
+        self.0["ready"] = json!(true);
+        self.0["started"] = json!(true);
+        let restarts = self.0["restartCount"].as_i64().unwrap_or(0);
+        self.0["restartCount"] = json!(restarts + 1);
+        self
+    }
+
+    #[must_use]
+    pub fn waiting(mut self, reason: &str) -> Self {
+        self.0["state"] = json!({"waiting": {"reason": reason}});
+        self
+    }
+
+    #[must_use]
+    pub fn restarts(mut self, count: i64) -> Self {
+        self.0["restartCount"] = json!(count);
+        self
+    }
+
+    /// Sets any field by path of object keys.
+    #[must_use]
+    pub fn set(mut self, path: &[&str], value: Value) -> Self {
+        set_path(&mut self.0, path, value);
+        self
+    }
+
+    /// The ID of the current instance.
+    pub fn container_id(&self) -> String {
+        self.0["containerID"].as_str().unwrap_or("").to_string()
+    }
+
+    /// The ID of the previous (`lastState.terminated`) instance, if any.
+    pub fn previous_container_id(&self) -> Option<String> {
+        self.0["lastState"]["terminated"]["containerID"]
+            .as_str()
+            .map(str::to_string)
+    }
+
+    pub fn build(self) -> Value {
+        self.0
+    }
+}
+
 /// A Deployment with its ReplicaSet and `replicas` pods, created on `server`.
 pub struct DeploymentChain {
     pub deployment: Value,
@@ -258,6 +386,18 @@ pub fn deployment_chain(
     namespace: &str,
     name: &str,
     replicas: usize,
+) -> DeploymentChain {
+    deployment_chain_with(server, namespace, name, replicas, |_, pod| pod)
+}
+
+/// [`deployment_chain`], each pod (by index) shaped by `pod` before it is created (a
+/// status, containers).
+pub fn deployment_chain_with(
+    server: &impl ObjectStore,
+    namespace: &str,
+    name: &str,
+    replicas: usize,
+    pod: impl Fn(usize, ObjectFixture) -> ObjectFixture,
 ) -> DeploymentChain {
     let deployment = ObjectFixture::new("Deployment", namespace, name)
         .label("app", name)
@@ -276,11 +416,11 @@ pub fn deployment_chain(
                 .get(i)
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| format!("n{i:04}"));
-            ObjectFixture::new("Pod", namespace, &format!("{rs_name}-{suffix}"))
+            let fixture = ObjectFixture::new("Pod", namespace, &format!("{rs_name}-{suffix}"))
                 .label("app", name)
                 .owned_by(&replicaset)
-                .node(&format!("node-{}", i % 3 + 1))
-                .create(server)
+                .node(&format!("node-{}", i % 3 + 1));
+            pod(i, fixture).create(server)
         })
         .collect();
     DeploymentChain {

@@ -9,9 +9,11 @@
 //! - [`sink`]: envelopes and store requests, content encodings, public-key checks, canned
 //!   429/5xx answers (per item type, with stalled bodies) and delays, over HTTP or HTTPS.
 //! - [`proxy`]: a recording HTTP proxy (CONNECT and absolute-form requests).
+//! - [`metadata`]: a GCP metadata server, for the GKE integration.
 
 pub mod apiserver;
 pub mod fixtures;
+pub mod metadata;
 pub mod proxy;
 pub mod scenarios;
 pub mod serve;

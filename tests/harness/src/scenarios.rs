@@ -1,6 +1,7 @@
-//! Realistic failures, as a cluster writes them: workloads with owner chains, and the
-//! Normal and Warning events their controllers, the scheduler, the kubelet and the node
-//! problem detector emit (messages copied from real clusters).
+//! Realistic failures, as a cluster writes them: workloads with owner chains, the Normal
+//! and Warning events their controllers, the scheduler, the kubelet and the node problem
+//! detector emit (messages copied from real clusters), and the status and last output the
+//! kubelet keeps of containers that crashed.
 //!
 //! Used by the agent's tests, the demo (`fake-apiserver --scenario demo`) and the
 //! end-to-end run.
@@ -10,13 +11,80 @@ use serde_json::{Value, json};
 
 use crate::ApiError;
 use crate::apiserver::ObjectStore;
-use crate::fixtures::{DeploymentChain, EventFixture, ObjectFixture, deployment_chain};
+use crate::fixtures::{
+    ContainerStatusFixture, DeploymentChain, EventFixture, ObjectFixture, deployment_chain,
+    deployment_chain_with,
+};
 
-/// A Warning event in the catalog, by id, with the objects it is about already created.
+/// An entry of the catalog, by id, with the objects it is about already created: a
+/// Warning event, or a Pod whose container crashed (`event` is then the Pod; its `kind`
+/// tells them apart).
 #[derive(Clone, Debug)]
 pub struct Entry {
     pub id: &'static str,
     pub event: Value,
+}
+
+impl Entry {
+    /// A pod with a crashed container, rather than an event.
+    pub fn is_crash(&self) -> bool {
+        self.event["kind"] == "Pod"
+    }
+}
+
+/// What the checkout service wrote before it crashed (a Go nil dereference; its database
+/// URL carries a password, as such lines do).
+const CHECKOUT_OUTPUT: &str = "time=2026-11-21T06:04:51Z level=INFO msg=\"starting checkout\" version=2.8.1
+time=2026-11-21T06:04:51Z level=INFO msg=\"connecting\" db=postgres://checkout:s3cr3t-pw@orders-db.shop:5432/orders
+time=2026-11-21T06:04:52Z level=INFO msg=\"catalog loaded\" products=1204
+panic: runtime error: invalid memory address or nil pointer dereference
+[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x6c1d2e]
+
+goroutine 1 [running]:
+shop/checkout/cart.(*Cart).Total(0x0)
+\t/src/cart/cart.go:88 +0x2e
+main.main()
+\t/src/main.go:41 +0x1b4
+";
+
+/// What Elasticsearch wrote before the kernel killed it.
+const SEARCH_OUTPUT: &str = "[2026-11-21T06:03:12,301][INFO ][o.e.n.Node               ] [search-0] started {search-0}{kX2bq}{10.244.2.17}
+[2026-11-21T06:04:40,977][WARN ][o.e.m.j.JvmGcMonitorService] [search-0] [gc][88] overhead, spent [4.1s] collecting in the last [4.3s]
+[2026-11-21T06:04:55,512][WARN ][o.e.i.b.HierarchyCircuitBreakerService] [search-0] attempting to trigger G1GC due to high heap usage [2063597568]
+[2026-11-21T06:05:02,118][INFO ][o.e.i.b.HierarchyCircuitBreakerService] [search-0] GC did not bring memory usage down, before [2063597568], after [2071012352]
+[2026-11-21T06:05:09,730][ERROR][o.e.b.ElasticsearchUncaughtExceptionHandler] [search-0] fatal error in thread [elasticsearch[search-0][write][T#3]], exiting
+java.lang.OutOfMemoryError: Java heap space
+";
+
+/// What the nightly report job wrote before it failed.
+const REPORT_OUTPUT: &str = "Generating the nightly report for 2026-11-20
+GET https://api.shop.internal/v1/orders?since=2026-11-20&token=tk_live_8f2b9c41d7
+Traceback (most recent call last):
+  File \"/app/report.py\", line 42, in <module>
+    main()
+  File \"/app/report.py\", line 37, in main
+    render(orders)
+KeyError: 'currency'
+";
+
+/// A container that crashed `restarts + 1` times and waits to restart, with what its last
+/// instance wrote stored for `pods/{name}/log`.
+fn crashed(
+    server: &impl ObjectStore,
+    container: &str,
+    image: &str,
+    exit_code: i64,
+    reason: &str,
+    restarts: i64,
+    output: &str,
+) -> Value {
+    let status = ContainerStatusFixture::new(container, image)
+        .restarts(restarts)
+        .crashed(exit_code, reason, Utc::now() - Duration::seconds(70));
+    if let Some(id) = status.previous_container_id() {
+        server.set_container_log(&id, output);
+    }
+    status.build()
 }
 
 fn event_name(object: &str, n: u64) -> String {
@@ -102,18 +170,29 @@ fn crash_loop(pod: &Value, n: u64, container: &str, image: &str) -> Vec<Value> {
 
 /// Everything the demo shows, created on `server`; returns the Warning events by id.
 ///
-/// - a crash-looping 3-replica Deployment (`shop/checkout`)
+/// - a crash-looping 3-replica Deployment (`shop/checkout`), each pod's crash and last output
 /// - an image that cannot be pulled (`shop/payments`)
-/// - an OOM-killed container (`shop/search`, a StatefulSet) and a node OOM (`node-2`)
+/// - an OOM-killed container (`shop/search`, a StatefulSet, its crash and last output) and
+///   a node OOM (`node-2`)
 /// - an unschedulable pod (`shop/recommender`)
 /// - a failed volume mount (`shop/reports`, a StatefulSet)
-/// - a failing Job of a CronJob (`batch/nightly-report`)
+/// - a failing Job of a CronJob (`batch/nightly-report`), its pod's crash and last output
 pub fn demo(server: &impl ObjectStore) -> Result<Vec<Entry>, ApiError> {
     let mut entries = Vec::new();
     let mut all: Vec<Value> = Vec::new();
 
     // A Deployment whose 3 pods crash-loop.
-    let checkout = deployment_chain(server, "shop", "checkout", 3);
+    let image = "registry.example.com/shop/checkout:2.8.1";
+    let checkout = deployment_chain_with(server, "shop", "checkout", 3, |_, pod| {
+        let app = crashed(server, "app", image, 2, "Error", 3, CHECKOUT_OUTPUT);
+        pod.containers(&[("app", image)]).status("Running", &[app])
+    });
+    for (i, pod) in checkout.pods.iter().enumerate() {
+        entries.push(Entry {
+            id: ["checkout-crash-0", "checkout-crash-1", "checkout-crash-2"][i],
+            event: pod.clone(),
+        });
+    }
     all.push(
         EventFixture::normal(
             "shop",
@@ -142,12 +221,7 @@ pub fn demo(server: &impl ObjectStore) -> Result<Vec<Entry>, ApiError> {
             .source("replicaset-controller", None)
             .build(),
         );
-        let events = crash_loop(
-            pod,
-            100 + 10 * i as u64,
-            "app",
-            "registry.example.com/shop/checkout:2.8.1",
-        );
+        let events = crash_loop(pod, 100 + 10 * i as u64, "app", image);
         entries.push(Entry {
             id: [
                 "checkout-backoff-0",
@@ -190,10 +264,26 @@ pub fn demo(server: &impl ObjectStore) -> Result<Vec<Entry>, ApiError> {
     let search_sts = ObjectFixture::new("StatefulSet", "shop", "search")
         .label("app", "search")
         .create(server);
+    let es_image = "docker.elastic.co/elasticsearch/elasticsearch:8.15.3";
+    let es = crashed(
+        server,
+        "elasticsearch",
+        es_image,
+        137,
+        "OOMKilled",
+        2,
+        SEARCH_OUTPUT,
+    );
     let search = ObjectFixture::new("Pod", "shop", "search-0")
         .owned_by(&search_sts)
         .node("node-2")
+        .containers(&[("elasticsearch", es_image)])
+        .status("Running", &[es])
         .create(server);
+    entries.push(Entry {
+        id: "search-oom-killed",
+        event: search.clone(),
+    });
     let oom_backoff = about_pod(
         &search,
         300,
@@ -280,10 +370,18 @@ pub fn demo(server: &impl ObjectStore) -> Result<Vec<Entry>, ApiError> {
     let job = ObjectFixture::new("Job", "batch", "nightly-report-29160000")
         .owned_by(&cronjob)
         .create(server);
+    let report_image = "registry.example.com/batch/reports:5.0.2";
+    let report = crashed(server, "report", report_image, 1, "Error", 4, REPORT_OUTPUT);
     let job_pod = ObjectFixture::new("Pod", "batch", "nightly-report-29160000-7xk2p")
         .owned_by(&job)
         .node("node-1")
+        .containers(&[("report", report_image)])
+        .status("Running", &[report])
         .create(server);
+    entries.push(Entry {
+        id: "nightly-report-crash",
+        event: job_pod.clone(),
+    });
     all.push(
         EventFixture::normal(
             "batch",

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt};
-use harness::fixtures::{EventFixture, ObjectFixture};
+use harness::fixtures::{ContainerStatusFixture, EventFixture, ObjectFixture};
 use harness::{ApiServerOptions, DelayRule, DenyRule, FailRule, FakeApiServer};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Pod};
 use kube::api::{
@@ -898,4 +898,250 @@ async fn leases_are_created_read_and_replaced_with_conflicts_on_stale_writes() {
         .await
         .unwrap_err();
     assert_eq!(api_status(denied).code, 403);
+}
+
+fn pods(server: &FakeApiServer) -> Api<Pod> {
+    Api::namespaced(server.client(), "shop")
+}
+
+/// A pod whose `app` container crashed once (its dead instance is `lastState.terminated`,
+/// the kubelet holds the restart back) beside a `sidecar` that runs.
+fn crashed_pod(server: &FakeApiServer) -> (ContainerStatusFixture, ContainerStatusFixture) {
+    let app = ContainerStatusFixture::new("app", "shop/web:1.0").crashed(
+        1,
+        "Error",
+        chrono::Utc::now() - chrono::Duration::seconds(20),
+    );
+    let sidecar = ContainerStatusFixture::new("sidecar", "envoy:1.30");
+    ObjectFixture::new("Pod", "shop", "web-1")
+        .containers(&[("app", "shop/web:1.0"), ("sidecar", "envoy:1.30")])
+        .status("Running", &[app.clone().build(), sidecar.clone().build()])
+        .create(server);
+    (app, sidecar)
+}
+
+#[tokio::test]
+async fn pod_status_is_written_through_the_status_subresource_only() {
+    let server = FakeApiServer::start().await.unwrap();
+    let pods = pods(&server);
+    let created = ObjectFixture::new("Pod", "shop", "web-1")
+        .containers(&[("app", "shop/web:1.0")])
+        .status("Pending", &[])
+        .create(&server);
+    let rv = created["metadata"]["resourceVersion"].as_str().unwrap();
+    let mut stream = pods
+        .watch(&WatchParams::default(), rv)
+        .await
+        .unwrap()
+        .boxed();
+
+    // The kubelet reports a crash the way it does: a PATCH of pods/web-1/status.
+    let crashed = ContainerStatusFixture::new("app", "shop/web:1.0")
+        .crashed(137, "OOMKilled", chrono::Utc::now())
+        .build();
+    let patched = pods
+        .patch_status(
+            "web-1",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"ignored": "yes"}},
+                                 "status": {"phase": "Running", "containerStatuses": [crashed]}})),
+        )
+        .await
+        .unwrap();
+    let statuses = patched.clone().status.unwrap().container_statuses.unwrap();
+    let last = statuses[0]
+        .last_state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (last.exit_code, last.reason.as_deref()),
+        (137, Some("OOMKilled"))
+    );
+    assert!(
+        patched.metadata.labels.is_none(),
+        "a status write changes nothing but the status"
+    );
+    match next(&mut stream).await.unwrap() {
+        WatchEvent::Modified(pod) => {
+            assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Running"))
+        }
+        other => panic!("expected MODIFIED, got {other:?}"),
+    }
+    assert_eq!(
+        pods.get_status("web-1")
+            .await
+            .unwrap()
+            .status
+            .unwrap()
+            .phase
+            .as_deref(),
+        Some("Running")
+    );
+
+    // A write to the pod itself keeps the stored status, as the real pod strategy does.
+    let relabelled = pods
+        .patch(
+            "web-1",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"app": "web"}}, "status": {"phase": "Failed"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(relabelled.metadata.labels.unwrap()["app"], "web");
+    assert_eq!(relabelled.status.unwrap().phase.as_deref(), Some("Running"));
+
+    // A stale status update is a conflict like any other.
+    let mut stale = patched.clone();
+    stale.metadata.resource_version = Some(rv.to_string());
+    let status = api_status(
+        pods.replace_status("web-1", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    // A client cannot create a pod with a status: it starts Pending.
+    let claimed: Pod = serde_json::from_value(json!({"metadata": {"name": "forged"},
+        "spec": {"containers": [{"name": "app", "image": "web:1"}]},
+        "status": {"phase": "Failed", "containerStatuses": [ContainerStatusFixture::new("app", "web:1").build()]}}))
+    .unwrap();
+    let forged = pods.create(&PostParams::default(), &claimed).await.unwrap();
+    let status = forged.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+    assert!(status.container_statuses.is_none());
+    let missing: Api<Pod> = Api::namespaced(server.client(), "shop");
+    assert_eq!(
+        api_status(missing.get_status("nope").await.unwrap_err()).code,
+        404
+    );
+}
+
+#[tokio::test]
+async fn container_logs_are_served_like_the_kubelet_serves_them() {
+    let server = FakeApiServer::start().await.unwrap();
+    let (app, sidecar) = crashed_pod(&server);
+    let dead = app.previous_container_id().unwrap();
+    server.set_container_log(
+        &dead,
+        "starting\nconnecting to db\npanic: connection refused\n",
+    );
+    server.set_container_log(&sidecar.container_id(), "listening on :15000\n");
+    let pods = pods(&server);
+    let logs = |container: &str, previous: bool, tail: Option<i64>, limit: Option<i64>| {
+        let params = kube::api::LogParams {
+            container: Some(container.to_string()),
+            previous,
+            tail_lines: tail,
+            limit_bytes: limit,
+            ..Default::default()
+        };
+        let pods = pods.clone();
+        async move { pods.logs("web-1", &params).await }
+    };
+
+    assert_eq!(
+        logs("app", true, Some(2), None).await.unwrap(),
+        "connecting to db\npanic: connection refused\n"
+    );
+    assert_eq!(
+        logs("app", true, Some(2), Some(10)).await.unwrap(),
+        "connecting"
+    );
+    // Waiting to restart after a crash: the kubelet serves the dead instance.
+    assert_eq!(
+        logs("app", false, Some(1), None).await.unwrap(),
+        "panic: connection refused\n"
+    );
+    assert_eq!(
+        logs("sidecar", false, None, None).await.unwrap(),
+        "listening on :15000\n"
+    );
+
+    let status = api_status(logs("sidecar", true, None, None).await.unwrap_err());
+    assert_eq!((status.code, status.reason.as_str()), (400, "BadRequest"));
+    assert_eq!(
+        status.message,
+        "previous terminated container \"sidecar\" in pod \"web-1\" not found"
+    );
+    let status = api_status(logs("db", true, None, None).await.unwrap_err());
+    assert_eq!(
+        (status.code, status.message.as_str()),
+        (400, "container db is not valid for pod web-1")
+    );
+    let status = api_status(pods.logs("web-1", &Default::default()).await.unwrap_err());
+    assert_eq!(
+        status.message,
+        "a container name must be specified for pod web-1, choose one of: [app sidecar]"
+    );
+    let status = api_status(logs("app", true, Some(-1), None).await.unwrap_err());
+    assert_eq!(status.code, 422);
+    let status = api_status(pods.logs("gone", &Default::default()).await.unwrap_err());
+    assert_eq!(
+        (status.code, status.message.as_str()),
+        (404, "pods \"gone\" not found")
+    );
+    let logged = server.requests(0);
+    let first = logged.iter().find(|r| r.path.ends_with("/log")).unwrap();
+    assert_eq!(first.path, "/api/v1/namespaces/shop/pods/web-1/log");
+    assert!(first.query.contains("previous=true") && first.query.contains("tailLines=2"));
+}
+
+#[tokio::test]
+async fn log_requests_obey_rbac_denials_and_injected_failures() {
+    let server = FakeApiServer::start().await.unwrap();
+    let (app, _) = crashed_pod(&server);
+    server.set_container_log(&app.previous_container_id().unwrap(), "boom\n");
+    let pods = pods(&server);
+    let params = kube::api::LogParams {
+        container: Some("app".into()),
+        previous: true,
+        ..Default::default()
+    };
+    server.deny(DenyRule {
+        verb: "get".into(),
+        resource: "pods/log".into(),
+        group: Some(String::new()),
+        namespace: None,
+    });
+    let status = api_status(pods.logs("web-1", &params).await.unwrap_err());
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        status.message,
+        "pods \"web-1\" is forbidden: User \"system:serviceaccount:sentry:sentry-kubernetes\" cannot get resource \"pods/log\" in API group \"\" in the namespace \"shop\""
+    );
+    // Denying the subresource leaves the pod itself readable, as RBAC does.
+    pods.get("web-1").await.unwrap();
+    server.clear_faults();
+
+    server.fail(FailRule {
+        path: "/pods/web-1/log".into(),
+        method: None,
+        status: 500,
+        count: 1,
+        message: Some(
+            "Get \"https://10.0.0.7:10250/containerLogs/shop/web-1/app\": dial tcp: i/o timeout"
+                .into(),
+        ),
+        retry_after: None,
+    });
+    let status = api_status(pods.logs("web-1", &params).await.unwrap_err());
+    assert_eq!(status.code, 500);
+    assert!(status.message.contains("10250"));
+    assert_eq!(pods.logs("web-1", &params).await.unwrap(), "boom\n");
+
+    // Through the control API, as the demo and the end-to-end run store output.
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let request = hyper::Request::post(format!("{}/_fake/logs", server.url()))
+        .body(http_body_util::Full::from(
+            json!({"containerID": app.previous_container_id().unwrap(), "log": "replaced\n"})
+                .to_string(),
+        ))
+        .unwrap();
+    assert_eq!(client.request(request).await.unwrap().status(), 200);
+    assert_eq!(pods.logs("web-1", &params).await.unwrap(), "replaced\n");
 }

@@ -11,6 +11,7 @@ use hyper::http::request::Parts;
 use serde_json::{Value, json};
 
 use super::events_view;
+use super::logs;
 use super::patch;
 use super::resources::{self, ResourceDef, View};
 use super::selectors::{FieldSelector, LabelSelector};
@@ -27,8 +28,20 @@ pub struct Target {
     pub namespace: Option<String>,
     /// The object name, for item paths.
     pub name: Option<String>,
+    /// `status` or `log`, for subresource paths (`pods/{name}/log`).
+    pub subresource: Option<&'static str>,
     /// The legacy `/watch/` path prefix was used.
     pub watch_prefix: bool,
+}
+
+impl Target {
+    /// The resource as RBAC names it: `pods`, or `pods/log` for a subresource.
+    pub fn rbac_resource(&self) -> String {
+        match self.subresource {
+            Some(sub) => format!("{}/{sub}", self.res.plural),
+            None => self.res.plural.to_string(),
+        }
+    }
 }
 
 pub type Query = HashMap<String, String>;
@@ -57,15 +70,30 @@ pub fn parse_target(path: &str) -> Result<Target, ApiError> {
         _ => (false, rest),
     };
     let lookup = |plural: &str| resources::find(group, version, plural).ok_or_else(not_found);
-    let (res, namespace, name) = match rest {
-        [plural] => (lookup(plural)?, None, None),
-        ["namespaces", ns, plural] => (lookup(plural)?, Some(ns.to_string()), None),
+    let (res, namespace, name, subresource) = match rest {
+        [plural] => (lookup(plural)?, None, None, None),
+        ["namespaces", ns, plural] => (lookup(plural)?, Some(ns.to_string()), None, None),
         ["namespaces", ns, plural, name] => (
             lookup(plural)?,
             Some(ns.to_string()),
             Some(name.to_string()),
+            None,
         ),
-        [plural, name] => (lookup(plural)?, None, Some(name.to_string())),
+        ["namespaces", ns, plural, name, sub] if !watch_prefix => {
+            let res = lookup(plural)?;
+            let sub = res
+                .subresources()
+                .iter()
+                .find(|s| *s == sub)
+                .ok_or_else(not_found)?;
+            (
+                res,
+                Some(ns.to_string()),
+                Some(name.to_string()),
+                Some(*sub),
+            )
+        }
+        [plural, name] => (lookup(plural)?, None, Some(name.to_string()), None),
         _ => return Err(not_found()),
     };
     if namespace.is_some() && !res.namespaced {
@@ -78,12 +106,22 @@ pub fn parse_target(path: &str) -> Result<Target, ApiError> {
         res,
         namespace,
         name,
+        subresource,
         watch_prefix,
     })
 }
 
 /// The RBAC verb of a request.
 pub fn verb(method: &str, target: &Target, watch: bool) -> Result<&'static str, ApiError> {
+    match (target.subresource, method) {
+        (Some("log"), "GET") => return Ok("get"),
+        (Some("log"), _) => return Err(ApiError::method_not_allowed()),
+        (Some(_), "GET" | "PUT" | "PATCH") if watch => {
+            return Err(ApiError::method_not_allowed());
+        }
+        (Some(_), "POST" | "DELETE") => return Err(ApiError::method_not_allowed()),
+        _ => {}
+    }
     Ok(match (method, target.name.is_some()) {
         ("GET", _) if watch => "watch",
         ("GET", false) => "list",
@@ -251,9 +289,10 @@ async fn serve_resource(
     let watching = target.watch_prefix || flag(&query, "watch");
     let verb = verb(parts.method.as_str(), &target, watching)?;
     let res = target.res;
+    let rbac_resource = target.rbac_resource();
     let denied = state.faults.lock().unwrap().denied(
         verb,
-        res.plural,
+        &rbac_resource,
         res.group,
         target.namespace.as_deref(),
     );
@@ -262,9 +301,13 @@ async fn serve_resource(
             user,
             verb,
             res,
+            &rbac_resource,
             target.namespace.as_deref(),
             target.name.as_deref().unwrap_or(""),
         ));
+    }
+    if target.subresource == Some("log") {
+        return logs::serve(state, &target, &query);
     }
     let metadata_only = wants_metadata(&header(parts, "accept"))?;
     match verb {
@@ -287,7 +330,13 @@ async fn serve_resource(
             Ok(ok(200, render(res, &stored, metadata_only)))
         }
         "create" => {
-            let object = parse_body(res, parts, &body)?;
+            let mut object = parse_body(res, parts, &body)?;
+            if res.subresources().contains(&"status") && object.is_object() {
+                // The pod strategy: a new pod is Pending whatever the client wrote; only the
+                // kubelet, through pods/{name}/status, says more. (The control API seeds
+                // status directly.)
+                object["status"] = json!({"phase": "Pending"});
+            }
             let namespace = target.namespace.clone().unwrap_or_default();
             let created =
                 state
@@ -299,11 +348,13 @@ async fn serve_resource(
         }
         "update" => {
             let object = parse_body(res, parts, &body)?;
-            let updated = state
-                .store
-                .lock()
-                .unwrap()
-                .update(res, &key_of(&target), object)?;
+            let key = key_of(&target);
+            let mut store = state.store.lock().unwrap();
+            let current = store
+                .get(&key)
+                .ok_or_else(|| ApiError::not_found(res, &key.name))?;
+            let object = scope_write(&target, &current, object);
+            let updated = store.update(res, &key, object)?;
             Ok(ok(200, render(res, &updated, metadata_only)))
         }
         "patch" => {
@@ -316,6 +367,31 @@ async fn serve_resource(
         }
         _ => Err(ApiError::method_not_allowed()),
     }
+}
+
+/// What a write may change, as the real pod strategy decides: a write to a pod keeps its
+/// stored status (only the kubelet changes it, through `pods/{name}/status`), and a write
+/// to `status` changes nothing but the status. Other resources are written whole.
+fn scope_write(target: &Target, current: &Value, mut written: Value) -> Value {
+    if !target.res.subresources().contains(&"status") {
+        return written;
+    }
+    if target.subresource == Some("status") {
+        let mut object = current.clone();
+        object["status"] = written.get("status").cloned().unwrap_or(json!({}));
+        // The body's resourceVersion still guards against a stale write.
+        object["metadata"]["resourceVersion"] = written["metadata"]["resourceVersion"].clone();
+        return object;
+    }
+    match current.get("status") {
+        Some(status) => written["status"] = status.clone(),
+        None => {
+            if let Some(fields) = written.as_object_mut() {
+                fields.remove("status");
+            }
+        }
+    }
+    written
 }
 
 fn key_of(target: &Target) -> Key {
@@ -355,7 +431,7 @@ fn apply_patch(
         View::Native => view,
         View::EventsV1 => events_view::to_core(&view),
     };
-    store.update(res, &key, stored)
+    store.update(res, &key, scope_write(target, &current, stored))
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -451,14 +527,19 @@ fn list(
         {
             continue;
         }
-        let view = render(res, stored, false);
-        if !fields.matches(&view) || !labels.matches(&view) {
-            continue;
+        // Rendering is only needed to select: counting what remains after a full page
+        // must not copy every object (a paged list of 10,000 pods would be quadratic).
+        if !fields.is_empty() || !labels.is_empty() {
+            let view = render(res, stored, false);
+            if !fields.matches(&view) || !labels.matches(&view) {
+                continue;
+            }
         }
         if limit > 0 && items.len() == limit {
             remaining += 1;
             continue;
         }
+        let view = render(res, stored, false);
         last_key = Some(Key {
             storage: res.storage,
             namespace: stored["metadata"]["namespace"]
@@ -524,12 +605,24 @@ mod tests {
             parse_target("/api/v1/namespaces/a/nodes").unwrap_err().code,
             404
         );
+        let t = parse_target("/api/v1/namespaces/a/pods/p/log").unwrap();
         assert_eq!(
-            parse_target("/api/v1/namespaces/a/pods/p/log")
-                .unwrap_err()
-                .code,
-            404
+            (t.rbac_resource(), t.name.as_deref()),
+            ("pods/log".to_string(), Some("p"))
         );
+        assert_eq!(
+            parse_target("/api/v1/namespaces/a/pods/p/status")
+                .unwrap()
+                .subresource,
+            Some("status")
+        );
+        for unknown in [
+            "/api/v1/namespaces/a/pods/p/exec",
+            "/api/v1/namespaces/a/configmaps/c/log",
+            "/api/v1/watch/namespaces/a/pods/p/log",
+        ] {
+            assert_eq!(parse_target(unknown).unwrap_err().code, 404, "{unknown}");
+        }
     }
 
     #[test]

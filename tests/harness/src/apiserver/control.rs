@@ -131,6 +131,7 @@ pub fn delete_one(
 
 pub fn reset(state: &State) {
     state.store.lock().unwrap().reset();
+    state.logs.lock().unwrap().clear();
     *state.faults.lock().unwrap() = Faults::default();
     state.log.lock().unwrap().clear();
     state.set_paused(false);
@@ -245,6 +246,18 @@ pub async fn handle(state: &Arc<State>, parts: &Parts, body: Bytes) -> Response<
             reset(state);
             done(json!({"ok": true}))
         }
+        ("POST", "logs") => {
+            #[derive(serde::Deserialize)]
+            struct LogRequest {
+                #[serde(rename = "containerID")]
+                container_id: String,
+                log: String,
+            }
+            with_body(&body, |l: LogRequest| {
+                state.logs.lock().unwrap().set(&l.container_id, &l.log);
+                done(json!({"ok": true}))
+            })
+        }
         ("POST", "bookmark") => {
             state.store.lock().unwrap().bookmark();
             done(json!({"ok": true}))
@@ -273,14 +286,24 @@ pub async fn handle(state: &Arc<State>, parts: &Parts, body: Bytes) -> Response<
         ("POST", route) if route.starts_with("scenarios/") => {
             let name = route.trim_start_matches("scenarios/");
             match crate::scenarios::by_name(name, state.as_ref()) {
-                Ok(entries) => done(json!({
-                    "scenario": name,
-                    "warnings": entries.iter().map(|e| json!({
-                        "id": e.id,
-                        "namespace": e.event["metadata"]["namespace"],
-                        "name": e.event["metadata"]["name"],
-                    })).collect::<Vec<_>>(),
-                })),
+                Ok(entries) => {
+                    let listed = |crash: bool| {
+                        entries
+                            .iter()
+                            .filter(|e| e.is_crash() == crash)
+                            .map(|e| {
+                                json!({
+                                    "id": e.id,
+                                    "namespace": e.event["metadata"]["namespace"],
+                                    "name": e.event["metadata"]["name"],
+                                })
+                            })
+                            .collect::<Vec<_>>()
+                    };
+                    done(
+                        json!({"scenario": name, "warnings": listed(false), "crashes": listed(true)}),
+                    )
+                }
                 Err(e) => json_response(400, &json!({"error": e})),
             }
         }

@@ -9,6 +9,7 @@ pub mod control;
 pub mod discovery;
 pub mod events_view;
 pub mod faults;
+pub mod logs;
 pub mod patch;
 pub mod resources;
 pub mod selectors;
@@ -91,6 +92,8 @@ pub trait ObjectStore {
     fn create(&self, object: Value) -> Result<Value, ApiError>;
     /// Creates many under one lock; returns the resourceVersion after the last.
     fn create_all(&self, objects: Vec<Value>) -> Result<u64, ApiError>;
+    /// Stores what a container instance (by its `containerID`) wrote, for `pods/{name}/log`.
+    fn set_container_log(&self, container_id: &str, output: &str);
 }
 
 impl ObjectStore for State {
@@ -101,6 +104,10 @@ impl ObjectStore for State {
     fn create_all(&self, objects: Vec<Value>) -> Result<u64, ApiError> {
         control::create_many(self, objects)
     }
+
+    fn set_container_log(&self, container_id: &str, output: &str) {
+        self.logs.lock().unwrap().set(container_id, output);
+    }
 }
 
 impl ObjectStore for FakeApiServer {
@@ -110,6 +117,10 @@ impl ObjectStore for FakeApiServer {
 
     fn create_all(&self, objects: Vec<Value>) -> Result<u64, ApiError> {
         FakeApiServer::create_all(self, objects)
+    }
+
+    fn set_container_log(&self, container_id: &str, output: &str) {
+        FakeApiServer::set_container_log(self, container_id, output)
     }
 }
 
@@ -137,6 +148,8 @@ pub struct State {
     pub(crate) store: Mutex<Store>,
     pub(crate) faults: Mutex<Faults>,
     pub(crate) log: Mutex<RequestLog>,
+    /// Container output by container ID, for `pods/{name}/log`.
+    pub(crate) logs: Mutex<logs::ContainerLogs>,
     pub(crate) pause: tokio::sync::watch::Sender<Partition>,
     pub(crate) options: ApiServerOptions,
     pub(crate) tokens: HashMap<String, String>,
@@ -188,6 +201,7 @@ impl FakeApiServer {
             store: Mutex::new(Store::new(options.history_limit)),
             faults: Mutex::new(Faults::default()),
             log: Mutex::new(RequestLog::new(options.request_log_capacity)),
+            logs: Mutex::new(logs::ContainerLogs::default()),
             pause: tokio::sync::watch::channel(Partition::default()).0,
             tokens: options.tokens.iter().cloned().collect(),
             options,
@@ -294,6 +308,12 @@ impl FakeApiServer {
         name: &str,
     ) -> Result<(), ApiError> {
         control::delete_one(&self.state, api_version, kind, namespace, name)
+    }
+
+    /// Stores what a container instance wrote: `pods/{name}/log` serves it when the pod's
+    /// status names this `containerID` (as running, terminated, or the previous instance).
+    pub fn set_container_log(&self, container_id: &str, output: &str) {
+        self.state.logs.lock().unwrap().set(container_id, output);
     }
 
     /// Discards all change history: older watches and continue tokens get 410 Expired.

@@ -43,6 +43,14 @@ impl ResourceDef {
         }
     }
 
+    /// The subresources served under an object's path (`pods/{name}/log`).
+    pub fn subresources(&self) -> &'static [&'static str] {
+        match (self.storage, self.view) {
+            ("pods", View::Native) => &["status", "log"],
+            _ => &[],
+        }
+    }
+
     /// Field labels accepted by `fieldSelector` besides `metadata.name`/`metadata.namespace`,
     /// as the real apiserver registers them (anything else is a 400).
     pub fn field_labels(&self) -> &'static [&'static str] {

@@ -112,11 +112,13 @@ impl ApiError {
         Self::new(401, "Unauthorized", "Unauthorized")
     }
 
-    /// The RBAC denial text of the real authorizer.
+    /// The RBAC denial text of the real authorizer; `resource` is what RBAC names
+    /// (`pods`, or `pods/log` for a subresource).
     pub fn forbidden(
         user: &str,
         verb: &str,
         res: &ResourceDef,
+        resource: &str,
         namespace: Option<&str>,
         name: &str,
     ) -> Self {
@@ -133,8 +135,8 @@ impl ApiError {
             403,
             "Forbidden",
             format!(
-                "{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{}\" in API group \"{}\" {scope}",
-                res.plural, res.group
+                "{subject} is forbidden: User \"{user}\" cannot {verb} resource \"{resource}\" in API group \"{}\" {scope}",
+                res.group
             ),
         )
         .with_details(name, res)
@@ -220,17 +222,30 @@ mod tests {
     #[test]
     fn forbidden_reads_like_the_real_authorizer() {
         let events = find("", "v1", "events").unwrap();
-        let err = ApiError::forbidden("system:serviceaccount:x:y", "watch", events, None, "");
+        let err = ApiError::forbidden(
+            "system:serviceaccount:x:y",
+            "watch",
+            events,
+            "events",
+            None,
+            "",
+        );
         assert_eq!(
             err.message,
             "events is forbidden: User \"system:serviceaccount:x:y\" cannot watch resource \"events\" in API group \"\" at the cluster scope"
         );
         let rs = find("apps", "v1", "replicasets").unwrap();
-        let err = ApiError::forbidden("u", "get", rs, Some("prod"), "web-1");
+        let err = ApiError::forbidden("u", "get", rs, "replicasets", Some("prod"), "web-1");
         assert_eq!(
             err.message,
             "replicasets.apps \"web-1\" is forbidden: User \"u\" cannot get resource \"replicasets\" in API group \"apps\" in the namespace \"prod\""
         );
         assert_eq!(err.to_status()["details"]["group"], "apps");
+        let pods = find("", "v1", "pods").unwrap();
+        let err = ApiError::forbidden("u", "get", pods, "pods/log", Some("shop"), "web-1");
+        assert_eq!(
+            err.message,
+            "pods \"web-1\" is forbidden: User \"u\" cannot get resource \"pods/log\" in API group \"\" in the namespace \"shop\""
+        );
     }
 }

@@ -17,6 +17,15 @@ pub enum Connection {
     Kubeconfig { server: String, paths: Vec<PathBuf> },
 }
 
+impl Connection {
+    /// The API server's URL.
+    pub fn server(&self) -> &str {
+        match self {
+            Connection::InCluster { server } | Connection::Kubeconfig { server, .. } => server,
+        }
+    }
+}
+
 /// Whether the service-account environment and files are present.
 pub fn in_cluster_available(config: &Config) -> bool {
     config.service_host.is_some()

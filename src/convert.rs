@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::breadcrumbs::Crumb;
 use crate::config::Config;
+use crate::crons::slug::SlugBook;
 use crate::enrich::Enrichment;
 use crate::event::{KubeEvent, Termination};
 use crate::gke::Gke;
@@ -37,6 +38,18 @@ pub struct Settings {
     pub release: Option<String>,
     /// The GKE cluster, when the integration is on and found it.
     pub gke: Option<Arc<Gke>>,
+    /// The cluster's API endpoint and version, read once at start.
+    pub kubernetes: Option<ClusterInfo>,
+    /// The Crons monitors' slugs, when check-ins are sent: events under a CronJob name
+    /// their monitor.
+    pub monitors: Option<SlugBook>,
+}
+
+/// The cluster the agent reports on, for the `kubernetes` context.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClusterInfo {
+    pub api_endpoint: String,
+    pub server_version: Option<String>,
 }
 
 impl Settings {
@@ -48,6 +61,8 @@ impl Settings {
             environment: config.environment.clone(),
             release: config.release.clone(),
             gke: None,
+            kubernetes: None,
+            monitors: None,
         }
     }
 }
@@ -111,6 +126,7 @@ fn termination_context(
         "reason": event.reason,
         "exit_code": termination.exit_code,
         "signal": termination.signal,
+        "signal_name": termination.signal_name(),
         "started_at": termination.started_at.map(rfc3339),
         "finished_at": termination.finished_at.map(rfc3339),
         "restart_count": termination.restart_count,
@@ -204,7 +220,9 @@ pub fn to_sentry_event(
     insert_tag(&mut tags, "event_type", &event.event_type);
     insert_tag(&mut tags, "event_source_component", event.component());
     insert_tag(&mut tags, "object_uid", &involved.uid);
-    if !involved.kind.is_empty() {
+    if involved.kind.is_empty() {
+        insert_tag(&mut tags, "object_name", object_name);
+    } else {
         insert_tag(
             &mut tags,
             &format!("{}_name", involved.kind.to_ascii_lowercase()),
@@ -231,6 +249,9 @@ pub fn to_sentry_event(
         // The Go agent's tag for the container of a termination.
         insert_tag(&mut tags, "container_name", container.unwrap_or(""));
         insert_tag(&mut tags, "exit_code", &termination.exit_code.to_string());
+        if let Some(signal) = termination.signal_name() {
+            insert_tag(&mut tags, "signal", signal);
+        }
     }
     if let Some(node) = &enrichment.node {
         insert_tag(&mut tags, "node_name", node);
@@ -306,6 +327,18 @@ pub fn to_sentry_event(
             })),
         );
     }
+    // Labels and annotations as the owner lookups read them (bounded; never
+    // managedFields or last-applied-configuration).
+    let metadata = |link: &crate::owners::chain::Link| {
+        let pairs = |list: &[(String, String)]| -> Map<String, Value> {
+            list.iter().map(|(k, v)| (k.clone(), json!(v))).collect()
+        };
+        link.meta
+            .as_ref()
+            .map(|m| (pairs(&m.labels), pairs(&m.annotations)))
+            .unwrap_or_default()
+    };
+    let (labels, annotations) = metadata(&enrichment.chain.links[0]);
     contexts.insert(
         "involved_object".to_string(),
         context(json!({
@@ -315,14 +348,27 @@ pub fn to_sentry_event(
             "namespace": involved.namespace,
             "uid": involved.uid,
             "field_path": involved.field_path,
+            "labels": (!labels.is_empty()).then_some(labels),
+            "annotations": (!annotations.is_empty()).then_some(annotations),
         })),
     );
     let chain: Vec<_> = enrichment
         .chain
-        .objects()
-        .map(
-            |o| json!({"kind": o.kind, "name": o.name, "uid": o.uid, "api_version": o.api_version}),
-        )
+        .links
+        .iter()
+        .map(|link| {
+            let o = &link.object;
+            let (labels, annotations) = metadata(link);
+            let mut entry =
+                json!({"kind": o.kind, "name": o.name, "uid": o.uid, "api_version": o.api_version});
+            if !labels.is_empty() {
+                entry["labels"] = json!(labels);
+            }
+            if !annotations.is_empty() {
+                entry["annotations"] = json!(annotations);
+            }
+            entry
+        })
         .collect();
     contexts.insert(
         "owners".to_string(),
@@ -332,6 +378,31 @@ pub fn to_sentry_event(
             "chain": chain,
         })),
     );
+    if let Some(kubernetes) = &settings.kubernetes {
+        contexts.insert(
+            "kubernetes".to_string(),
+            context(json!({
+                "api_endpoint": kubernetes.api_endpoint,
+                "server_version": kubernetes.server_version,
+            })),
+        );
+    }
+    if let (Some(book), Some(cronjob)) = (
+        &settings.monitors,
+        enrichment.chain.objects().find(|o| o.kind == "CronJob"),
+    ) {
+        let cronjob_namespace = if cronjob.namespace.is_empty() {
+            namespace
+        } else {
+            &cronjob.namespace
+        };
+        contexts.insert(
+            "monitor".to_string(),
+            context(json!({
+                "slug": book.slug(settings.cluster_name.as_deref(), cronjob_namespace, &cronjob.name),
+            })),
+        );
+    }
 
     Event {
         event_id: event_id(event),
@@ -419,7 +490,7 @@ mod tests {
             hostname: "agent-0".into(),
             environment: Some("prod".into()),
             release: Some("1.2.3".into()),
-            gke: None,
+            ..Settings::default()
         };
         let e = to_sentry_event(&backoff(), &Enrichment::bare(&backoff()), &settings, now());
         assert_eq!(
@@ -538,5 +609,77 @@ mod tests {
                 .unwrap()
                 > 0.0
         );
+    }
+
+    #[test]
+    fn contexts_name_the_cluster_the_metadata_and_the_monitor_and_an_unkinded_object() {
+        use crate::owners::cache::Meta;
+        use crate::owners::chain::{Chain, Link};
+        use std::sync::Arc;
+        let monitors = SlugBook::default();
+        monitors.insert("batch", "report.v2");
+        let settings = Settings {
+            kubernetes: Some(ClusterInfo {
+                api_endpoint: "https://10.0.0.1:443/".into(),
+                server_version: Some("v1.33.2".into()),
+            }),
+            monitors: Some(monitors),
+            ..Settings::default()
+        };
+        let mut ev = backoff();
+        let link = |kind: &str, name: &str, labels: &[(&str, &str)]| Link {
+            object: ObjectRef {
+                kind: kind.into(),
+                name: name.into(),
+                namespace: "batch".into(),
+                ..Default::default()
+            },
+            meta: Some(Arc::new(Meta {
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                ..Meta::default()
+            })),
+        };
+        let mut enrichment = Enrichment::bare(&ev);
+        enrichment.chain = Chain {
+            links: vec![
+                link("Pod", "report-1-x", &[("app", "report")]),
+                link("Job", "report-1", &[]),
+                link("CronJob", "report.v2", &[("team", "data")]),
+            ],
+        };
+        let e = to_sentry_event(&ev, &enrichment, &settings, now());
+        let ctx = |name: &str| -> Map<String, Value> {
+            let Context::Other(ctx) = &e.contexts[name] else {
+                panic!("{name}")
+            };
+            ctx.clone()
+        };
+        assert_eq!(ctx("kubernetes")["server_version"], "v1.33.2");
+        assert_eq!(ctx("monitor")["slug"], "reportv2");
+        assert_eq!(ctx("involved_object")["labels"]["app"], "report");
+        assert_eq!(ctx("owners")["chain"][2]["labels"]["team"], "data");
+        assert!(ctx("owners")["chain"][1].get("labels").is_none());
+
+        ev.involved.kind = String::new();
+        let e = to_sentry_event(&ev, &Enrichment::bare(&ev), &Settings::default(), now());
+        assert_eq!(e.tags["object_name"], "web-1");
+        assert!(!e.contexts.contains_key("monitor") && !e.contexts.contains_key("kubernetes"));
+    }
+
+    #[test]
+    fn signals_are_named_from_the_runtime_or_the_exit_code() {
+        let t = |exit_code, signal| crate::event::Termination {
+            exit_code,
+            signal,
+            ..Default::default()
+        };
+        assert_eq!(t(137, None).signal_name(), Some("SIGKILL"));
+        assert_eq!(t(143, None).signal_name(), Some("SIGTERM"));
+        assert_eq!(t(1, Some(11)).signal_name(), Some("SIGSEGV"));
+        assert_eq!(t(1, None).signal_name(), None);
+        assert_eq!(t(255, None).signal_name(), None);
     }
 }

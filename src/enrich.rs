@@ -2,6 +2,7 @@
 //! it happened on, and the breadcrumbs of its workload.
 
 use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use lru::LruCache;
@@ -50,18 +51,45 @@ fn assigned_node(event: &KubeEvent) -> Option<&str> {
     (!node.is_empty()).then_some(node)
 }
 
+/// Which node each pod runs on, by pod key: learned from the scheduler's and the kubelet's
+/// events, and from the pod watch (its `spec.nodeName`) when it runs — so an event that
+/// names no host still gets `node_name` without a request. Bounded (least recently
+/// learned forgotten first); shared by the pod watch's stage and the enricher.
+#[derive(Clone)]
+pub struct Nodes(Arc<Mutex<LruCache<String, String>>>);
+
+impl Default for Nodes {
+    fn default() -> Self {
+        Self(Arc::new(Mutex::new(LruCache::new(
+            NonZeroUsize::new(NODES_REMEMBERED).expect("non-zero"),
+        ))))
+    }
+}
+
+impl Nodes {
+    pub fn record(&self, pod: String, node: &str) {
+        if !node.is_empty() {
+            self.0.lock().unwrap().put(pod, node.to_string());
+        }
+    }
+
+    pub fn get(&self, pod: &str) -> Option<String> {
+        self.0.lock().unwrap().get(pod).cloned()
+    }
+}
+
 /// The stateful part of enrichment, run in event order.
 pub struct Enricher {
     trail: Trail,
-    nodes: LruCache<String, String>,
+    nodes: Nodes,
     breadcrumbs: usize,
 }
 
 impl Enricher {
-    pub fn new(limits: TrailLimits, breadcrumbs: usize) -> Self {
+    pub fn new(limits: TrailLimits, breadcrumbs: usize, nodes: Nodes) -> Self {
         Self {
             trail: Trail::new(limits),
-            nodes: LruCache::new(NonZeroUsize::new(NODES_REMEMBERED).expect("non-zero")),
+            nodes,
             breadcrumbs,
         }
     }
@@ -86,7 +114,7 @@ impl Enricher {
                 .or((!event.source_host.is_empty()).then_some(event.source_host.as_str()));
             if let Some(node) = node {
                 self.nodes
-                    .put(event.involved.key(&event.namespace), node.to_string());
+                    .record(event.involved.key(&event.namespace), node);
             }
         }
         let workload = chain.root().key(&event.namespace);
@@ -101,7 +129,7 @@ impl Enricher {
             chain
                 .objects()
                 .find(|o| o.kind == "Pod")
-                .and_then(|pod| self.nodes.get(&pod.key(&event.namespace)).cloned())
+                .and_then(|pod| self.nodes.get(&pod.key(&event.namespace)))
         } else {
             Some(event.source_host.clone())
         };

@@ -81,6 +81,23 @@ pub struct Termination {
     pub previous: bool,
 }
 
+impl Termination {
+    /// The signal that ended the container, by name: the one the runtime reports, else
+    /// the one an exit code above 128 means (137: SIGKILL, as an OOM kill shows).
+    pub fn signal_name(&self) -> Option<&'static str> {
+        const NAMES: [&str; 15] = [
+            "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT", "SIGBUS", "SIGFPE",
+            "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM",
+        ];
+        let number = self
+            .signal
+            .or((self.exit_code > 128).then(|| self.exit_code - 128))?;
+        NAMES
+            .get(usize::try_from(number).ok()?.checked_sub(1)?)
+            .copied()
+    }
+}
+
 /// A Kubernetes event, normalised from core/v1 (missing fields are empty, never errors).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct KubeEvent {

@@ -65,6 +65,8 @@ use tracing::{error, info, warn};
 
 use crate::checkpoint::Ledger;
 use crate::config::{Config, ConfigError};
+use crate::convert::ClusterInfo;
+use crate::crons::slug::SlugBook;
 use crate::delivery::{Delivery, DeliveryError};
 use crate::health::Health;
 use crate::leadership::{Generation, Leadership};
@@ -199,6 +201,25 @@ impl Agent {
         } else {
             None
         };
+        // On GKE without SENTRY_K8S_CLUSTER_NAME, the cluster's own name is the cluster tag.
+        let config = match (&config.cluster_name, &gke) {
+            (None, Some(gke)) => Arc::new(Config {
+                cluster_name: Some(gke.cluster_name.clone()),
+                ..(*config).clone()
+            }),
+            _ => config,
+        };
+        let cluster = ClusterInfo {
+            api_endpoint: connection.server().to_string(),
+            server_version: match client.apiserver_version().await {
+                Ok(version) => Some(version.git_version),
+                Err(e) => {
+                    warn!("cannot read the API server's version ({e}); events go without it");
+                    None
+                }
+            },
+        };
+        let monitors = config.monitor_cronjobs.then(SlugBook::default);
         let pipeline = Pipeline::new(
             &config,
             client.clone(),
@@ -209,7 +230,9 @@ impl Agent {
             ledger,
             leadership,
         )
-        .with_gke(gke);
+        .with_gke(gke)
+        .with_cluster(cluster)
+        .with_monitors(monitors.clone());
         let crons = config.monitor_cronjobs.then(|| {
             let monitor = crons::CronMonitor::new(
                 client.clone(),
@@ -219,6 +242,7 @@ impl Agent {
                 self.metrics.clone(),
                 health.clone(),
                 watches.len(),
+                monitors.clone().unwrap_or_default(),
             );
             tokio::spawn(monitor.run(shutdown.clone()))
         });

@@ -27,11 +27,12 @@ use tracing::{debug, warn};
 use crate::breadcrumbs::TrailLimits;
 use crate::checkpoint::{Ledger, Mark, Ticket, scope_key};
 use crate::config::Config;
-use crate::convert::{self, Settings};
+use crate::convert::{self, ClusterInfo, Settings};
+use crate::crons::slug::SlugBook;
 use crate::dedup::{SeenEvents, Verdict};
 use crate::delivery::lane::Done;
 use crate::delivery::{Delivery, Handoff};
-use crate::enrich::Enricher;
+use crate::enrich::{Enricher, Nodes};
 use crate::event::KubeEvent;
 use crate::filter::{Filtered, Filters};
 use crate::gke::Gke;
@@ -92,6 +93,8 @@ pub struct Tracker {
     /// The checkpoint scope of each watch (`events/<namespace>`, `pods/<namespace>`).
     scopes: Vec<String>,
     ledger: Arc<Mutex<Ledger>>,
+    /// Where pods run, as the pod watch sees it (read by the enricher).
+    nodes: Nodes,
     /// Whether this generation reports (a follower only keeps its state warm).
     leading: bool,
     told_unordered: bool,
@@ -104,6 +107,7 @@ impl Tracker {
         metrics: Metrics,
         health: Arc<Health>,
         ledger: Arc<Mutex<Ledger>>,
+        nodes: Nodes,
     ) -> Self {
         let scopes: Vec<String> = watches
             .iter()
@@ -119,6 +123,7 @@ impl Tracker {
             resources: watches.iter().map(|w| w.resource).collect(),
             scopes,
             ledger,
+            nodes,
             leading: true,
             told_unordered: false,
             metrics,
@@ -301,6 +306,11 @@ impl Tracker {
             warn!("skipped a pod with neither a uid nor a name");
             return Vec::new();
         }
+        if let Some(uid) = pod.identity() {
+            self.nodes.record(uid, &pod.node);
+            self.nodes
+                .record(format!("{}/Pod/{}", pod.namespace(), pod.name()), &pod.node);
+        }
         let mut occurrences = Vec::new();
         for termination in pod.terminations() {
             if pod.deleting {
@@ -456,13 +466,14 @@ impl Reporter {
         metrics: Metrics,
         delivery: Arc<Delivery>,
         leadership: Leadership,
+        nodes: Nodes,
     ) -> Self {
         let limits = TrailLimits {
             workloads: config.breadcrumb_workloads,
             per_workload: config.breadcrumbs_per_workload,
         };
         Self {
-            enricher: Enricher::new(limits, config.breadcrumbs),
+            enricher: Enricher::new(limits, config.breadcrumbs, nodes),
             router: Router::new(config.custom_dsns),
             settings: Settings::from_config(config),
             delivery,
@@ -553,7 +564,15 @@ impl Pipeline {
             capacity: config.owner_cache_size,
             ttl: config.owner_cache_ttl,
         };
-        let tracker = Tracker::new(config, watches, metrics.clone(), health.clone(), ledger);
+        let nodes = Nodes::default();
+        let tracker = Tracker::new(
+            config,
+            watches,
+            metrics.clone(),
+            health.clone(),
+            ledger,
+            nodes.clone(),
+        );
         let logs = (config.container_logs > 0).then(|| {
             Arc::new(LogReader::new(
                 client.clone(),
@@ -565,7 +584,7 @@ impl Pipeline {
             tracker,
             resolver: OwnerResolver::new(client, limits, metrics.clone()),
             logs,
-            reporter: Reporter::new(config, metrics.clone(), delivery, leadership),
+            reporter: Reporter::new(config, metrics.clone(), delivery, leadership, nodes),
             concurrency: config.lookup_concurrency,
             custom_dsns: config.custom_dsns,
             health,
@@ -577,6 +596,21 @@ impl Pipeline {
     #[must_use]
     pub fn with_gke(mut self, gke: Option<Gke>) -> Self {
         self.reporter.settings.gke = gke.map(Arc::new);
+        self
+    }
+
+    /// The `kubernetes` context (API endpoint, server version) on every event.
+    #[must_use]
+    pub fn with_cluster(mut self, cluster: ClusterInfo) -> Self {
+        self.reporter.settings.kubernetes = Some(cluster);
+        self
+    }
+
+    /// The `monitor` context on events under a CronJob, with the slugs the Crons monitor
+    /// keeps.
+    #[must_use]
+    pub fn with_monitors(mut self, monitors: Option<SlugBook>) -> Self {
+        self.reporter.settings.monitors = monitors;
         self
     }
 

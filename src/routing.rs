@@ -153,10 +153,10 @@ mod tests {
     fn meta(object: &ObjectRef, dsn: Option<&str>) -> Meta {
         Meta {
             object: object.clone(),
-            controller: None,
             annotations: dsn
                 .map(|d| vec![(DSN_ANNOTATION.to_string(), d.to_string())])
                 .unwrap_or_default(),
+            ..Meta::default()
         }
     }
 

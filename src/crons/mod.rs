@@ -32,6 +32,7 @@ use crate::routing::Router;
 use crate::shutdown::Shutdown;
 use crate::source::{self, WatchedResource, scope_name, watch_scopes};
 use checkin::{Phase, check_in, monitor_config, run_of};
+use slug::SlugBook;
 
 /// Runs remembered, so each check-in is sent once (a run lasts minutes to hours).
 const RUNS_REMEMBERED: usize = 10_000;
@@ -63,8 +64,8 @@ fn known(cronjob: &CronJob) -> Option<((String, String), Known)> {
             uid: m.uid.clone().unwrap_or_default(),
             field_path: String::new(),
         },
-        controller: None,
         annotations,
+        ..Meta::default()
     };
     let known = Known {
         config: monitor_config(cronjob),
@@ -91,6 +92,7 @@ pub struct CronMonitor {
     /// Index of this monitor's first watch in `health`: CronJob watches, then Job watches.
     first_watch: usize,
     cronjobs: HashMap<(String, String), Known>,
+    slugs: SlugBook,
     told_full: bool,
     sent: LruCache<String, Phase>,
 }
@@ -118,6 +120,7 @@ impl CronMonitor {
         metrics: Metrics,
         health: Arc<Health>,
         first_watch: usize,
+        slugs: SlugBook,
     ) -> Self {
         Self {
             router: Router::new(config.custom_dsns),
@@ -129,6 +132,7 @@ impl CronMonitor {
             health,
             first_watch,
             cronjobs: HashMap::new(),
+            slugs,
             told_full: false,
             sent: LruCache::new(NonZeroUsize::new(RUNS_REMEMBERED).expect("non-zero")),
         }
@@ -148,11 +152,13 @@ impl CronMonitor {
             }
             return;
         }
+        self.slugs.insert(&key.0, &key.1);
         self.cronjobs.insert(key, known);
     }
 
     fn forget(&mut self, cronjob: &CronJob) {
         if let Some((key, _)) = known(cronjob) {
+            self.slugs.remove(&key.0, &key.1);
             self.cronjobs.remove(&key);
         }
     }
@@ -170,15 +176,10 @@ impl CronMonitor {
         }
         let key = (run.namespace.clone(), run.cronjob.clone());
         let known = self.cronjobs.get(&key);
-        let unique = !self
-            .cronjobs
-            .keys()
-            .any(|(ns, name)| *name == run.cronjob && *ns != run.namespace);
-        let slug = slug::monitor_slug(
+        let slug = self.slugs.slug(
             self.config.cluster_name.as_deref(),
             &run.namespace,
             &run.cronjob,
-            unique,
         );
         let check_in = check_in(
             &run,

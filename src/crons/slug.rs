@@ -4,8 +4,49 @@
 //! one watched namespace, or `SENTRY_K8S_CLUSTER_NAME` is set (several clusters may report
 //! into one project), the slug is qualified by cluster and namespace.
 
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+
 /// Sentry's longest monitor slug.
 pub const MAX_SLUG: usize = 50;
+
+/// The CronJobs known, by name: whether a name collides across namespaces. Shared by the
+/// Crons monitor (which keeps it from its CronJob watch) and the events' `monitor` context.
+#[derive(Clone, Debug, Default)]
+pub struct SlugBook(Arc<RwLock<HashMap<String, BTreeSet<String>>>>);
+
+impl SlugBook {
+    pub fn insert(&self, namespace: &str, name: &str) {
+        self.0
+            .write()
+            .unwrap()
+            .entry(name.to_string())
+            .or_default()
+            .insert(namespace.to_string());
+    }
+
+    pub fn remove(&self, namespace: &str, name: &str) {
+        let mut book = self.0.write().unwrap();
+        if let Some(namespaces) = book.get_mut(name) {
+            namespaces.remove(namespace);
+            if namespaces.is_empty() {
+                book.remove(name);
+            }
+        }
+    }
+
+    /// The monitor slug of CronJob `name` in `namespace`, as [`monitor_slug`] decides it
+    /// with what the book knows.
+    pub fn slug(&self, cluster: Option<&str>, namespace: &str, name: &str) -> String {
+        let unique = self
+            .0
+            .read()
+            .unwrap()
+            .get(name)
+            .is_none_or(|namespaces| namespaces.iter().all(|ns| ns == namespace));
+        monitor_slug(cluster, namespace, name, unique)
+    }
+}
 
 /// Sentry's slugify (Django's): lowercase; only letters, digits, `_`, `-` and whitespace
 /// kept; runs of `-` and whitespace become one `-`; `-` and `_` trimmed from both ends;

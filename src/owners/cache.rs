@@ -16,13 +16,53 @@ use crate::labels::label_enum;
 pub const FAILURE_TTL: Duration = Duration::from_secs(60);
 
 /// What the agent keeps of an object's metadata: only what enrichment and routing need.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Meta {
     pub object: ObjectRef,
-    /// The controller ownerReference, if any.
+    /// The owner the chain follows: the controller ownerReference, else the first one.
     pub controller: Option<ObjectRef>,
-    /// The agent's own annotations (`k8s.sentry.io/…`), in key order.
+    /// Its labels and annotations, bounded ([`kept`]); the agent's own annotations
+    /// (`k8s.sentry.io/…`) always kept first.
+    pub labels: Vec<(String, String)>,
     pub annotations: Vec<(String, String)>,
+}
+
+/// Labels (or annotations) kept per object.
+pub const MAX_KEPT: usize = 32;
+/// Characters kept of each label or annotation value.
+pub const MAX_KEPT_VALUE: usize = 256;
+/// Bytes of labels (or annotations) kept per object, keys and values: the cache holds
+/// `SENTRY_K8S_OWNER_CACHE_SIZE` objects, so this bounds its memory.
+pub const MAX_KEPT_BYTES: usize = 1024;
+/// Annotations never kept: a copy of the whole object, or too big to be useful.
+const SKIPPED: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "deployment.kubernetes.io/revision-history",
+];
+
+/// A bounded copy of labels or annotations: the agent's own keys first, then the others in
+/// key order; at most [`MAX_KEPT`], values cut to [`MAX_KEPT_VALUE`] characters (the
+/// agent's own never cut: a DSN must stay whole).
+pub fn kept(all: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let (mut own, mut others): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .filter(|(k, _)| !SKIPPED.contains(&k.as_str()))
+        .partition(|(k, _)| k.starts_with("k8s.sentry.io/"));
+    own.sort();
+    others.sort();
+    for (_, value) in &mut others {
+        if let std::borrow::Cow::Owned(cut) = crate::limits::truncate(value, MAX_KEPT_VALUE) {
+            *value = cut;
+        }
+    }
+    let mut budget = MAX_KEPT_BYTES;
+    let others = others.into_iter().take_while(|(k, v)| {
+        let size = k.len() + v.len();
+        let fits = size <= budget;
+        budget = budget.saturating_sub(size);
+        fits
+    });
+    own.into_iter().chain(others).take(MAX_KEPT).collect()
 }
 
 impl Meta {
@@ -147,8 +187,7 @@ mod tests {
                 name: name.into(),
                 ..Default::default()
             },
-            controller: None,
-            annotations: Vec::new(),
+            ..Meta::default()
         }))
     }
 
@@ -157,6 +196,31 @@ mod tests {
             capacity: NonZeroUsize::new(capacity).unwrap(),
             ttl: Duration::from_secs(ttl_secs),
         })
+    }
+
+    #[test]
+    fn kept_metadata_is_bounded_and_never_loses_the_agents_own() {
+        let mut all: Vec<(String, String)> = (0..100)
+            .map(|i| (format!("a{i:03}"), "v".repeat(10)))
+            .collect();
+        all.push(("z-long".into(), "v".repeat(1000)));
+        all.push((
+            "k8s.sentry.io/dsn".into(),
+            format!("https://{}@s/1", "k".repeat(300)),
+        ));
+        all.push((
+            "kubectl.kubernetes.io/last-applied-configuration".into(),
+            "{}".into(),
+        ));
+        let kept = kept(all);
+        assert_eq!(kept.len(), MAX_KEPT);
+        assert_eq!(kept[0].0, "k8s.sentry.io/dsn");
+        assert!(kept[0].1.len() > MAX_KEPT_VALUE, "the DSN is whole");
+        assert!(!kept.iter().any(|(k, _)| k.contains("last-applied")));
+        let bytes: usize = kept[1..].iter().map(|(k, v)| k.len() + v.len()).sum();
+        assert!(bytes <= MAX_KEPT_BYTES);
+        let long = super::kept([("k".to_string(), "v".repeat(1000))]);
+        assert_eq!(long[0].1.chars().count(), MAX_KEPT_VALUE, "values are cut");
     }
 
     #[test]

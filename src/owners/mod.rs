@@ -1,6 +1,7 @@
 //! Root owner resolution: follows controller ownerReferences (Pod → ReplicaSet →
-//! Deployment, Pod → Job → CronJob, Pod → StatefulSet/DaemonSet, … → a custom resource)
-//! with metadata-only lookups, never a GET per event. Lookup and cache only: what the
+//! Deployment, Pod → Job → CronJob, Pod → StatefulSet/DaemonSet, … → a custom resource;
+//! the first ownerReference when none is the controller, as the Go agent does) with
+//! metadata-only lookups, never a GET per event. Lookup and cache only: what the
 //! metadata means (grouping, routing) is decided elsewhere.
 //!
 //! Answers are cached ([`cache`]); concurrent lookups of one object share one request,
@@ -33,8 +34,6 @@ pub use chain::{Chain, Link};
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Owner chains longer than this are cut (real ones have at most three links).
 const MAX_DEPTH: usize = 6;
-/// Annotations with this prefix are kept with the metadata (the agent's own).
-const OWN_ANNOTATIONS: &str = "k8s.sentry.io/";
 /// Kinds (and failure classes) already logged about, so each is logged once.
 const LOGGED_KINDS: usize = 1_000;
 
@@ -253,11 +252,13 @@ async fn fetch(client: kube::Client, resource: ApiResource, object: ObjectRef) -
     if !object.uid.is_empty() && meta.uid.as_deref().is_some_and(|uid| uid != object.uid) {
         return Err((LookupFailure::NotFound, "recreated since".into()));
     }
-    let controller = meta
-        .owner_references
-        .unwrap_or_default()
-        .into_iter()
-        .find(|o| o.controller == Some(true))
+    // The controller, else (as the Go agent does) the first owner.
+    let references = meta.owner_references.unwrap_or_default();
+    let controller = references
+        .iter()
+        .position(|o| o.controller == Some(true))
+        .or_else(|| (!references.is_empty()).then_some(0))
+        .map(|at| references[at].clone())
         .map(|o| ObjectRef {
             api_version: o.api_version,
             kind: o.kind,
@@ -266,12 +267,6 @@ async fn fetch(client: kube::Client, resource: ApiResource, object: ObjectRef) -
             uid: o.uid,
             field_path: String::new(),
         });
-    let annotations = meta
-        .annotations
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(key, _)| key.starts_with(OWN_ANNOTATIONS))
-        .collect();
     Ok(Arc::new(Meta {
         object: ObjectRef {
             uid: meta.uid.unwrap_or_default(),
@@ -279,7 +274,8 @@ async fn fetch(client: kube::Client, resource: ApiResource, object: ObjectRef) -
             ..object
         },
         controller,
-        annotations,
+        labels: cache::kept(meta.labels.unwrap_or_default()),
+        annotations: cache::kept(meta.annotations.unwrap_or_default()),
     }))
 }
 
@@ -433,7 +429,8 @@ mod tests {
             [(
                 "k8s.sentry.io/dsn".to_string(),
                 "https://k@sentry.example.com/2".to_string()
-            )]
+            )],
+            "last-applied-configuration is never kept"
         );
         assert!(
             !chain.links[0].object.uid.is_empty(),

@@ -7,7 +7,7 @@ use sentry_kubernetes::owners::cache::LookupOutcome;
 use sentry_kubernetes::routing::RouteOutcome;
 use std::collections::HashSet;
 
-use crate::common::{World, eventually};
+use crate::common::{DEADLINE, World, eventually};
 use chrono::{Duration, Utc};
 use harness::DenyRule;
 use harness::SinkDelay;
@@ -703,4 +703,127 @@ async fn custom_dsns_route_by_pod_deployment_and_namespace_and_every_client_is_f
     );
     assert_eq!(metrics.custom_dsn.get(RouteOutcome::Invalid), 2);
     assert_eq!(metrics.custom_dsn.get(RouteOutcome::Routed), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_without_the_controller_flag_still_groups_and_routes() {
+    let world = World::new().await;
+    let dsn = world.sink.add_project("41", "ownerkey");
+    let s = &world.server;
+    let deployment = ObjectFixture::new("Deployment", "default", "legacy")
+        .annotation("k8s.sentry.io/dsn", &dsn)
+        .create(s);
+    let replicaset = ObjectFixture::new("ReplicaSet", "default", "legacy-5f6")
+        .owned_by(&deployment)
+        .create(s);
+    // An ownerReference an old controller wrote without `controller: true`.
+    let mut pod = ObjectFixture::new("Pod", "default", "legacy-5f6-a1").build();
+    pod["metadata"]["ownerReferences"] = json!([{
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "legacy-5f6",
+        "uid": replicaset["metadata"]["uid"],
+    }]);
+    let pod = s.create(pod).unwrap();
+    let agent = world.start(&[("SENTRY_K8S_CUSTOM_DSNS", "1")]).await;
+    s.create(pod_event(&pod, "1", "Warning", "BackOff", "crash").build())
+        .unwrap();
+    let events = world.sink.wait_for_events(1, DEADLINE).await.unwrap();
+    assert_eq!(events[0].project, "41", "the owner's DSN");
+    let tags = &events[0].event["tags"];
+    assert_eq!(tags["root_kind"], "Deployment");
+    assert_eq!(tags["deployment_name"], "legacy");
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_comes_from_the_pod_spec_when_the_event_names_no_host() {
+    let world = World::new().await;
+    let web = deployment_chain(&world.server, "default", "web", 1);
+    let pod = &web.pods[0];
+    let agent = world.start(&[]).await;
+    let requests = world.server.requests(0).len();
+    // A controller's event: no source host.
+    world
+        .server
+        .create(
+            pod_event(pod, "1", "Warning", "FailedMount", "cannot mount")
+                .source("attachdetach-controller", None)
+                .build(),
+        )
+        .unwrap();
+    let events = world.sink.wait_for_events(1, DEADLINE).await.unwrap();
+    assert_eq!(events[0].event["tags"]["node_name"], "node-1");
+    let gets: Vec<String> = world
+        .server
+        .requests(requests as u64)
+        .into_iter()
+        .filter(|r| r.method == "GET" && !r.watch && r.path.ends_with(name(pod)))
+        .map(|r| r.accept)
+        .collect();
+    assert!(
+        gets.iter()
+            .all(|accept| accept.contains("PartialObjectMetadata")),
+        "no full pod read for the node: {gets:?}"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_carry_the_cluster_the_metadata_and_their_cronjobs_monitor() {
+    let world = World::new().await;
+    let s = &world.server;
+    let cronjob = ObjectFixture::new("CronJob", "default", "report.v2")
+        .label("team", "data")
+        .set(
+            &["spec"],
+            json!({"schedule": "0 2 * * *", "jobTemplate": {"spec": {"template": {}}}}),
+        )
+        .create(s);
+    let job = ObjectFixture::new("Job", "default", "report-v2-1")
+        .owned_by(&cronjob)
+        .create(s);
+    let pod = ObjectFixture::new("Pod", "default", "report-v2-1-x")
+        .label("app", "report")
+        .annotation(
+            "kubectl.kubernetes.io/last-applied-configuration",
+            "{\"big\": true}",
+        )
+        .owned_by(&job)
+        .create(s);
+    let agent = world.start(&[("SENTRY_K8S_MONITOR_CRONJOBS", "1")]).await;
+    s.create(pod_event(&pod, "1", "Warning", "BackOff", "crash").build())
+        .unwrap();
+    let events = world.sink.wait_for_events(1, DEADLINE).await.unwrap();
+    let contexts = &events[0].event["contexts"];
+    assert_eq!(contexts["monitor"]["slug"], "reportv2");
+    assert_eq!(contexts["involved_object"]["labels"]["app"], "report");
+    assert!(
+        contexts["involved_object"].get("annotations").is_none(),
+        "last-applied-configuration is never sent"
+    );
+    assert_eq!(contexts["owners"]["chain"][2]["labels"]["team"], "data");
+    assert!(
+        contexts["kubernetes"]["server_version"]
+            .as_str()
+            .unwrap()
+            .starts_with('v')
+    );
+    assert!(
+        contexts["kubernetes"]["api_endpoint"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_about_an_object_without_a_kind_is_tagged_object_name() {
+    let world = World::new().await;
+    let agent = world.start(&[]).await;
+    let mut event = EventFixture::warning("default", "mystery.1", "Odd", "no kind").build();
+    event["involvedObject"] = json!({"name": "mystery"});
+    world.server.create(event).unwrap();
+    let events = world.sink.wait_for_events(1, DEADLINE).await.unwrap();
+    assert_eq!(events[0].event["tags"]["object_name"], "mystery");
+    agent.stop().await;
 }

@@ -46,6 +46,10 @@ async fn the_clusters_tags_and_console_links_are_on_every_event() {
         assert_eq!(e["tags"]["gke_cluster_location"], "europe-west1");
         assert_eq!(e["tags"]["gke_project_name"], "shop-prod");
         assert_eq!(
+            e["tags"]["cluster"], "prod-1",
+            "without SENTRY_K8S_CLUSTER_NAME, the GKE cluster names the cluster"
+        );
+        assert_eq!(
             e["contexts"]["gke"]["cluster_url"],
             "https://console.cloud.google.com/kubernetes/clusters/details/europe-west1/prod-1/details?project=shop-prod"
         );

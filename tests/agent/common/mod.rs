@@ -112,7 +112,12 @@ impl World {
     /// Starts the agent and waits until `watches` watches completed their first list.
     pub async fn start(&self, extra: &[(&str, &str)]) -> Running {
         let config = self.config(extra);
-        let watches = sentry_kubernetes::source::watches(&config).len() as i64;
+        // Every watch: the pipeline's, and the Crons monitor's when it runs.
+        let mut watches = sentry_kubernetes::source::watches(&config).len();
+        if config.monitor_cronjobs {
+            watches += sentry_kubernetes::crons::watch_names(&config).len();
+        }
+        let watches = watches as i64;
         let running = Running::spawn(config);
         running.ready(watches).await;
         running

@@ -503,11 +503,41 @@ def main(venv):
     assert bugsink.stored(main_project) == total
     log(f"SIGTERM with {queued:.0f} events still queued: exit 0 after {took:.1f}s, all stored")
 
+    # 5b. A restart resumes from the checkpoint in the Lease: what happened while stopped,
+    # once; nothing before it again.
+    scenario("a restart reports what happened while stopped, once")
+    api.ctl("POST", "objects", [{
+        "apiVersion": "v1", "kind": "Event", "metadata": {"name": "while-stopped.e2e", "namespace": "shop"},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": "batch-1", "namespace": "shop"},
+        "reason": "FailedCreatePodSandBox", "type": "Warning", "count": 1,
+        "message": "Failed to create pod sandbox while the agent was away",
+        "source": {"component": "kubelet", "host": "node-3"},
+        "lastTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}])
+    api.ctl("POST", "patch", {"apiVersion": "v1", "kind": "Event", "namespace": "shop",
+                              "name": "batch-2.e2e", "patch": {"count": 2}})
+    restarted = Agent(
+        "agent-main-restarted",
+        SENTRY_DSN=tee.dsn(main_dsn),
+        SENTRY_ENVIRONMENT="e2e",
+        SENTRY_RELEASE="e2e@1.0.0",
+        SENTRY_K8S_CLUSTER_NAME="e2e-cluster",
+        SENTRY_K8S_CLUSTER_CONFIG_TYPE="out-cluster",
+        SENTRY_K8S_KUBECONFIG_PATH=api.kubeconfig,
+        SENTRY_K8S_WATCH_NAMESPACES="__all__",
+    ).ready()
+    poll("the new event and the repeat", lambda: bugsink.stored(main_project) >= total + 2)
+    assert restarted.metric("sentry_k8s_occurrences_resumed_total") == 2
+    assert restarted.stop()[0] == 0
+    assert bugsink.stored(main_project) == total + 2, "nothing before the checkpoint resent"
+    total += 2
+
     # 6. Historical replay on and off.
     scenario("historical replay reports what is stored, crashes included")
     warnings_stored = [e for e in api.events() if e.get("type") != "Normal"] + crashes
     on_project, on_dsn = bugsink.project("e2e-historical-on")
+    # Its own Lease: a first start, not a resume of the main agent's checkpoint.
     replay = Agent("agent-historical", SENTRY_DSN=tee.dsn(on_dsn), SENTRY_K8S_WATCH_HISTORICAL="1",
+                   SENTRY_K8S_LEASE_NAME="e2e-historical",
                    SENTRY_K8S_CLUSTER_CONFIG_TYPE="out-cluster", SENTRY_K8S_KUBECONFIG_PATH=api.kubeconfig,
                    SENTRY_K8S_WATCH_NAMESPACES="__all__", SENTRY_K8S_SEND_CONCURRENCY="1").ready()
     poll(f"{len(warnings_stored)} replayed events", lambda: bugsink.stored(on_project) >= len(warnings_stored))
@@ -521,6 +551,7 @@ def main(venv):
     scenario("without historical replay nothing stored is reported")
     off_project, off_dsn = bugsink.project("e2e-historical-off")
     fresh = Agent("agent-fresh", SENTRY_DSN=tee.dsn(off_dsn), SENTRY_K8S_CLUSTER_CONFIG_TYPE="out-cluster",
+                  SENTRY_K8S_LEASE_NAME="e2e-fresh",
                   SENTRY_K8S_KUBECONFIG_PATH=api.kubeconfig, SENTRY_K8S_WATCH_NAMESPACES="__all__").ready()
     api.ctl("POST", "objects", [{
         "apiVersion": "v1", "kind": "Event", "metadata": {"name": "after-start.e2e", "namespace": "default"},

@@ -180,6 +180,27 @@ fn breadcrumb(crumb: &Crumb, now: DateTime<Utc>) -> Breadcrumb {
     }
 }
 
+/// Says on an event how many occurrences of its issue storm control held back since the
+/// last one reported: `extra.suppressed_occurrences` and a `storm_control` context.
+pub fn add_suppressed(
+    event: &mut Event<'static>,
+    suppressed: u64,
+    limit: usize,
+    window: std::time::Duration,
+) {
+    event
+        .extra
+        .insert("suppressed_occurrences".into(), json!(suppressed));
+    event.contexts.insert(
+        "storm_control".to_string(),
+        context(json!({
+            "suppressed_since_last_report": suppressed,
+            "limit_per_window": limit,
+            "window_seconds": window.as_secs(),
+        })),
+    );
+}
+
 /// The Sentry event for one occurrence of a Kubernetes event, enriched, as reported at
 /// `now` (the timestamp when the event's own time is one Sentry would not keep).
 pub fn to_sentry_event(

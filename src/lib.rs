@@ -12,7 +12,7 @@
 //! - [`owners`], [`breadcrumbs`] and [`enrich`]: the workload (root owner) of each event, the
 //!   trail of earlier events, the node; [`logs`] (with [`scrub`]): a crashed container's
 //!   last lines; [`gke`]: the GKE cluster's tags and console links.
-//! - [`routing`]: which DSN an event goes to.
+//! - [`routing`]: which DSN an event goes to; [`storm`]: how many an issue may get.
 //! - [`grouping`] and [`convert`]: the Sentry event, its tags, contexts and fingerprint,
 //!   within Sentry's [`limits`].
 //! - [`delivery`]: our bounded queue in front of the HTTP transport (or the dry run).
@@ -55,6 +55,7 @@ pub mod routing;
 pub mod scrub;
 pub mod shutdown;
 pub mod source;
+pub mod storm;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -27,6 +27,7 @@ use crate::normalize::Malformed;
 use crate::owners::cache::LookupOutcome;
 use crate::routing::RouteOutcome;
 use crate::source::{WatchErrorKind, WatchedResource};
+use crate::storm::StormReason;
 
 /// A label set of one label whose values are one of our label enums.
 macro_rules! label_set {
@@ -72,6 +73,9 @@ label_set!(LookupLabels {
 });
 label_set!(CrumbEvictionLabels {
     reason: breadcrumbs::Eviction
+});
+label_set!(StormLabels {
+    reason: StormReason
 });
 label_set!(TransitionLabels {
     direction: Transition
@@ -172,6 +176,10 @@ pub struct Metrics {
     pub breadcrumb_evictions: Counted<CrumbEvictionLabels>,
     /// Per-object DSN routing, by `outcome`.
     pub custom_dsn: Counted<RouteLabels>,
+    /// Occurrences held back by storm control, by `reason` (the common ones, else other).
+    pub occurrences_suppressed: Counted<StormLabels>,
+    /// Issues whose storm-control window is tracked.
+    pub storm_issues: Gauge,
     /// 1 while this replica reports (always 1 without leader election).
     pub leader: Gauge,
     /// Leadership acquired and lost, by `direction`.
@@ -293,6 +301,16 @@ impl Metrics {
             ),
             breadcrumb_evictions: counted(r, "breadcrumb_evictions", "Breadcrumbs evicted"),
             custom_dsn: counted(r, "custom_dsn", "Per-object DSN routing, by outcome"),
+            occurrences_suppressed: counted(
+                r,
+                "occurrences_suppressed",
+                "Occurrences held back by storm control",
+            ),
+            storm_issues: gauge(
+                r,
+                "storm_issues",
+                "Issues whose storm-control window is tracked",
+            ),
             leader: gauge(r, "leader", "1 while this replica reports"),
             leader_transitions: counted(r, "leader_transitions", "Leadership acquired and lost"),
             lease_writes: counted(r, "lease_writes", "Writes of the Lease, by outcome"),

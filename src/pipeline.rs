@@ -48,6 +48,7 @@ use crate::routing::{self, Router};
 use crate::scrub::Scrubber;
 use crate::shutdown::Shutdown;
 use crate::source::{Object, SourceItem, Watch, WatchedResource};
+use crate::storm::{Admit, StormControl, StormReason};
 
 /// How often the pipeline proves it is alive while idle.
 const HEARTBEAT: Duration = Duration::from_secs(5);
@@ -454,6 +455,9 @@ async fn resolve(
 pub struct Reporter {
     enricher: Enricher,
     router: Router,
+    storm: StormControl,
+    window: Duration,
+    limit: usize,
     settings: Settings,
     delivery: Arc<Delivery>,
     leadership: Leadership,
@@ -475,6 +479,13 @@ impl Reporter {
         Self {
             enricher: Enricher::new(limits, config.breadcrumbs, nodes),
             router: Router::new(config.custom_dsns),
+            storm: StormControl::new(
+                config.max_events_per_issue,
+                config.issue_window,
+                config.storm_issues,
+            ),
+            window: config.issue_window,
+            limit: config.max_events_per_issue,
             settings: Settings::from_config(config),
             delivery,
             leadership,
@@ -516,8 +527,36 @@ impl Reporter {
             self.metrics.custom_dsn.inc(outcome);
         }
         let destination = route.destination;
-        let sentry_event =
+        let mut sentry_event =
             convert::to_sentry_event(&event, &enrichment, &self.settings, chrono::Utc::now());
+        // Storm control, per Sentry issue: held back, counted, decided (never sent later).
+        match self.storm.admit(&sentry_event.fingerprint, Instant::now()) {
+            Admit::Suppress { first } => {
+                if first {
+                    tracing::warn!(
+                        namespace = %event.namespace,
+                        reason = %event.reason,
+                        fingerprint = ?sentry_event.fingerprint,
+                        limit = self.limit,
+                        window_secs = self.window.as_secs(),
+                        "storm control: issue over its limit; further occurrences in this window are counted, not sent"
+                    );
+                }
+                self.metrics
+                    .occurrences_suppressed
+                    .inc(StormReason::of(&event.reason));
+                self.metrics.storm_issues.set(self.storm.tracked() as i64);
+                if let Some(ticket) = ticket {
+                    ticket.decided();
+                }
+                return;
+            }
+            Admit::Report { suppressed } if suppressed > 0 => {
+                convert::add_suppressed(&mut sentry_event, suppressed, self.limit, self.window);
+            }
+            Admit::Report { .. } => {}
+        }
+        self.metrics.storm_issues.set(self.storm.tracked() as i64);
         if let Some(at) = event.occurred_at() {
             let lag = (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0;
             self.metrics.event_lag.observe(lag);

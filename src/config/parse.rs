@@ -87,6 +87,14 @@ pub fn duration(value: &str) -> Parsed<Duration> {
     Ok(Duration::from_secs_f64(secs))
 }
 
+/// A duration longer than zero.
+pub fn positive_duration(value: &str) -> Parsed<Duration> {
+    match duration(value)? {
+        d if d.is_zero() => Err("must be longer than 0".into()),
+        d => Ok(d),
+    }
+}
+
 /// A size in bytes: `1048576`, `512Ki`, `64Mi`, `1Gi` (`KiB`/`MiB`/`GiB` too).
 pub fn bytes(value: &str) -> Parsed<usize> {
     let v = value.trim();
@@ -385,6 +393,9 @@ mod tests {
         ] {
             assert!(duration(bad).is_err(), "{bad}");
         }
+        assert_eq!(duration("0s").unwrap(), Duration::ZERO);
+        assert!(positive_duration("0s").is_err());
+        assert_eq!(positive_duration("2s").unwrap(), Duration::from_secs(2));
     }
 
     #[test]

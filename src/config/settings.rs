@@ -118,6 +118,12 @@ settings! {
     event_ttl: Duration = "SENTRY_K8S_EVENT_TTL" ("1h") parse::duration;
     /// events and crashed containers remembered for deduplication (least recently seen evicted first, counted)
     dedup_capacity: NonZeroUsize = "SENTRY_K8S_DEDUP_CAPACITY" ("100000") parse::positive;
+    /// occurrences reported per Sentry issue in each window; the rest are counted, not sent (0: no limit)
+    max_events_per_issue: usize = "SENTRY_K8S_MAX_EVENTS_PER_ISSUE" ("100") parse::count;
+    /// the window of `SENTRY_K8S_MAX_EVENTS_PER_ISSUE`
+    issue_window: Duration = "SENTRY_K8S_ISSUE_WINDOW" ("1h") parse::positive_duration;
+    /// issues whose window is tracked (least recently seen forgotten first)
+    storm_issues: NonZeroUsize = "SENTRY_K8S_STORM_ISSUES" ("10000") parse::positive;
     /// earlier events attached to each reported one (0: none)
     breadcrumbs: usize = "SENTRY_K8S_BREADCRUMBS" ("20") parse::count;
     /// workloads whose events are kept for breadcrumbs (least recently active evicted first, counted)

@@ -33,6 +33,8 @@ fn every_configuration_error_exits_2_with_one_line_naming_the_variable() {
         ("SENTRY_DSN", "definitely not a dsn"),
         ("SENTRY_K8S_HTTP_ADDR", "everywhere"),
         ("SENTRY_K8S_QUEUE_SIZE", "0"),
+        ("SENTRY_K8S_ISSUE_WINDOW", "0s"),
+        ("SENTRY_K8S_MAX_EVENTS_PER_ISSUE", "-1"),
         ("SENTRYK8SCLUSTERCONFIGTYPE", "sideways"),
     ];
     for (var, value) in cases {

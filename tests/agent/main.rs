@@ -16,5 +16,6 @@ mod gke;
 mod isolation;
 mod pods;
 mod resume;
+mod storm;
 mod structure;
 mod watching;

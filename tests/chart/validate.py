@@ -60,10 +60,20 @@ VALUE_SETS = {
 
 
 
-def render(values):
+def render(values, name=RELEASE):
     with helm.Chart.load(CHART) as chart:
         chart.validate_schema(values)
-        return chart.render(values=values, name=RELEASE, namespace=NAMESPACE)
+        return chart.render(values=values, name=name, namespace=NAMESPACE)
+
+
+def render_without_schema(values):
+    """As `helm install --skip-schema-validation` would: only the template's own checks."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / CHART.name
+        shutil.copytree(CHART, copy)
+        (copy / "values.schema.json").unlink()
+        with helm.Chart.load(copy) as chart:
+            return chart.render(values=values, name=RELEASE, namespace=NAMESPACE)
 
 
 def documents(rendered):
@@ -229,6 +239,41 @@ def assert_semantics(sets):
     check(deployment["spec"]["template"]["spec"]["tolerations"][0]["key"] == "dedicated", "tolerations")
 
 
+def lease_env(docs):
+    env = env_of(docs)
+    return {name: env.get(name, {}).get("value") for name in (
+        "SENTRY_K8S_CHECKPOINT", "SENTRY_K8S_LEADER_ELECTION", "SENTRY_K8S_LEASE_NAME", "SENTRY_K8S_LEASE_DURATION",
+        "SENTRY_K8S_RENEW_DEADLINE", "SENTRY_K8S_RETRY_PERIOD")}
+
+
+def assert_lease_settings(sets):
+    """The agent is told where its Lease is, how to use it, and who it is."""
+    docs, _ = sets["defaults"]
+    env = env_of(docs)
+    downward = {name: env[name].get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+                for name in ("POD_NAME", "POD_NAMESPACE", "SENTRY_K8S_LEASE_NAMESPACE") if name in env}
+    check(downward == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace",
+                       "SENTRY_K8S_LEASE_NAMESPACE": "metadata.namespace"},
+          f"the identity and the Lease's namespace from the downward API: {downward}")
+    check(lease_env(docs) == {"SENTRY_K8S_CHECKPOINT": "true", "SENTRY_K8S_LEADER_ELECTION": "auto",
+                              "SENTRY_K8S_LEASE_NAME": RELEASE, "SENTRY_K8S_LEASE_DURATION": "15s",
+                              "SENTRY_K8S_RENEW_DEADLINE": "10s", "SENTRY_K8S_RETRY_PERIOD": "2s"},
+          f"defaults: the agent's own Lease settings (the Lease named as the release): {lease_env(docs)}")
+    docs = documents(render({"sentry": {"dsn": DSN, "checkpoint": "0", "leaderElection": "1"},
+                             "lease": {"duration": "30s", "renewDeadline": "20s", "retryPeriod": "500ms"}}))
+    check(list(lease_env(docs).values()) == ["false", "true", RELEASE, "30s", "20s", "500ms"],
+          f"the community chart's \"0\"/\"1\" and the timings reach the agent: {lease_env(docs)}")
+    docs = documents(render({"sentry": {"leaderElection": "off"}}))
+    check(lease_env(docs)["SENTRY_K8S_LEADER_ELECTION"] == "false" and "POD_NAME" in env_of(docs),
+          "election off reaches the agent; the downward API stays")
+    # Two releases in one namespace never share a Lease; lease.name overrides.
+    for release, lease, expected in [("sentry-kubernetes", {}, "sentry-kubernetes"),
+                                     ("team-a", {}, "team-a-sentry-kubernetes"),
+                                     ("team-b", {"name": "events-leader"}, "events-leader")]:
+        docs = documents(render({"lease": lease}, name=release))
+        check(lease_env(docs)["SENTRY_K8S_LEASE_NAME"] == expected, f"release {release}: the Lease {expected}")
+
+
 def assert_every_variable_is_settable():
     """Every SENTRY_K8S_* variable the agent reads can be set through the chart."""
     # The README's table is generated from src/config/settings.rs (a cargo test keeps it so).
@@ -255,6 +300,14 @@ def assert_bad_values_fail_clearly():
         ({"image": {"tag": "latest"}}, "image/tag"),
         ({"sentry": {"dsn": "<change-me>"}}, "dsn"),
         ({"sentry": {"containerLogs": 5000}}, "containerLogs"),
+        ({"sentry": {"leaderElection": "sometimes"}}, "leaderElection"),
+        ({"sentry": {"checkpoint": "maybe"}}, "checkpoint"),
+        ({"lease": {"name": "Not_A_Name"}}, "lease/name"),
+        ({"lease": {"duration": "15 seconds"}}, "lease/duration"),
+        # The agent refuses lease <= renew deadline <= retry period (exit 2); the chart first.
+        ({"lease": {"duration": "10s"}}, "lease.duration"),
+        ({"lease": {"retryPeriod": "10s"}}, "lease.renewDeadline"),
+        ({"lease": {"retryPeriod": "0"}}, "lease.retryPeriod"),
         ({"sentry": {"scrubPatterns": "password"}}, "scrubPatterns"),
     ]:
         try:
@@ -263,14 +316,15 @@ def assert_bad_values_fail_clearly():
         except helm.HelmError as e:
             check(needle in str(e), f"{values}: the failure names {needle}: {e}")
     # The template repeats the schema's hard rules, for installs that skip the schema.
-    with helm.Chart.load(CHART) as chart:
+    for values, needles in [
+        ({"replicaCount": 2}, ["replicaCount"]),
+        ({"lease": {"name": "Not_A_Name"}}, ["lease.name"]),
+    ]:
         try:
-            chart_values = chart.merge_values({"replicaCount": 3})
-            check(chart_values["replicaCount"] == 3, "merge")
-        except helm.HelmError:
-            pass
-    template = (CHART / "templates" / "_helpers.tpl").read_text()
-    check('fail (printf "replicaCount' in template, "the template fails on replicaCount too")
+            render_without_schema(values)
+            check(False, f"{values} rendered without the schema; the template must fail")
+        except helm.HelmError as e:
+            check(all(n in str(e) for n in needles), f"{values}: the template's failure says {needles}: {e}")
 
 
 def manifests_text():
@@ -371,6 +425,7 @@ def main():
         work = Path(tmp)
         sets = {name: lint_and_validate(name, values, work) for name, values in VALUE_SETS.items()}
         assert_semantics(sets)
+        assert_lease_settings(sets)
         assert_every_variable_is_settable()
         assert_bad_values_fail_clearly()
         check_chart_files()

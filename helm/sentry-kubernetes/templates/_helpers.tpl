@@ -53,6 +53,32 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if has $v (list "1" "true" "yes" "on") }}true{{ else }}false{{ end }}
 {{- end }}
 
+{{/* sentry.leaderElection as the agent reads it: auto (also for empty), true or false. */}}
+{{- define "sentry-kubernetes.switch" -}}
+{{- $v := . | toString | lower | trim }}
+{{- if or (eq $v "auto") (eq $v "") }}auto{{ else }}{{ include "sentry-kubernetes.bool" . }}{{ end }}
+{{- end }}
+
+{{/* The Lease's name: lease.name, else the full name, so two releases in one namespace
+never share (and fight over) one Lease. */}}
+{{- define "sentry-kubernetes.leaseName" -}}
+{{- .Values.lease.name | default (include "sentry-kubernetes.fullname" .) }}
+{{- end }}
+
+{{/* A duration as the agent reads it (90, 500ms, 30s, 5m, 1h), in whole milliseconds;
+fails naming the key. Called with (list "key" value). */}}
+{{- define "sentry-kubernetes.milliseconds" -}}
+{{- $key := index . 0 }}
+{{- $v := index . 1 | toString | trim }}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?(ms|s|m|h)?$" $v) }}
+{{- fail (printf "%s: %q is not a duration such as 30s, 500ms, 5m or 1h" $key $v) }}
+{{- end }}
+{{- $number := regexReplaceAll "[a-z]+$" $v "" }}
+{{- $unit := regexReplaceAll "^[0-9.]+" $v "" | default "s" }}
+{{- $factor := get (dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000) $unit }}
+{{- mulf (float64 $number) $factor | ceil | int64 }}
+{{- end }}
+
 {{/* The watched namespaces, deduplicated, as a list; ["__all__"] for all. */}}
 {{- define "sentry-kubernetes.namespaces" -}}
 {{- $all := false }}
@@ -115,6 +141,23 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "sentry-kubernetes.validate" -}}
 {{- if ne (int .Values.replicaCount) 1 }}
 {{- fail (printf "replicaCount: %v is not supported: two agents would each report every event (no leader election yet); use 1" .Values.replicaCount) }}
+{{- end }}
+{{- $leaseName := include "sentry-kubernetes.leaseName" . }}
+{{- if or (gt (len $leaseName) 253) (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" $leaseName)) }}
+{{- fail (printf "lease.name: %q is not a valid object name (lowercase letters, digits, '-' and '.')" $leaseName) }}
+{{- end }}
+{{- /* The agent exits (status 2) unless lease > renew deadline > retry period > 0. */}}
+{{- $lease := include "sentry-kubernetes.milliseconds" (list "lease.duration" .Values.lease.duration) | int64 }}
+{{- $renew := include "sentry-kubernetes.milliseconds" (list "lease.renewDeadline" .Values.lease.renewDeadline) | int64 }}
+{{- $retry := include "sentry-kubernetes.milliseconds" (list "lease.retryPeriod" .Values.lease.retryPeriod) | int64 }}
+{{- if le $retry 0 }}
+{{- fail (printf "lease.retryPeriod: %v must be more than zero" .Values.lease.retryPeriod) }}
+{{- end }}
+{{- if le $renew $retry }}
+{{- fail (printf "lease.renewDeadline: %v must be longer than lease.retryPeriod (%v)" .Values.lease.renewDeadline .Values.lease.retryPeriod) }}
+{{- end }}
+{{- if le $lease $renew }}
+{{- fail (printf "lease.duration: %v must be longer than lease.renewDeadline (%v): a leader must stop before another can start" .Values.lease.duration .Values.lease.renewDeadline) }}
 {{- end }}
 {{- $level := .Values.sentry.logLevel | toString | lower }}
 {{- if and $level (not (has $level (list "trace" "debug" "info" "warn" "warning" "error" "fatal" "panic" "disabled" "off"))) }}

@@ -54,6 +54,9 @@ VALUE_SETS = {
                                   "scrubPatterns": [r"\b\d{3}-\d{2}-\d{4}\b", "(?i)session=[a-z0-9]+"],
                                   "integrationGke": True},
                        "networkPolicy": {"enabled": True}},
+    # One agent, as before leader election: no Lease at all.
+    "election-off-one-replica": {"sentry": {"dsn": DSN, "leaderElection": False, "checkpoint": False},
+                                 "replicaCount": 1},
 }
 
 
@@ -104,6 +107,15 @@ def by_kind(docs, kind):
 def env_of(docs):
     container = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e for e in container["env"]}
+
+
+def lease_roles(docs, kind="Role"):
+    return [d for d in by_kind(docs, kind) if d["metadata"]["name"].endswith("-lease")]
+
+
+def watch_roles(docs):
+    """The Roles of the watched namespaces (the Lease's Role aside)."""
+    return [d for d in by_kind(docs, "Role") if not d["metadata"]["name"].endswith("-lease")]
 
 
 def rules_of(doc):
@@ -165,16 +177,17 @@ def assert_semantics(sets):
     check(container["livenessProbe"]["httpGet"]["path"] == "/healthz", "liveness on /healthz")
     check(container["readinessProbe"]["httpGet"]["path"] == "/readyz", "readiness on /readyz")
     check("SENTRY_DSN" not in env_of(docs), "no DSN: no SENTRY_DSN (dry run, NOTES warns)")
-    roles = by_kind(docs, "Role")
+    roles = watch_roles(docs)
     check([r["metadata"]["namespace"] for r in roles] == ["default"], "defaults: a Role in default only")
     check(rules_of(roles[0]) == AGENT_RULES, f"defaults: exactly the verbs the agent uses: {rules_of(roles[0])}")
     check(not by_kind(docs, "ClusterRole"), "defaults: nothing cluster-wide")
     check(not by_kind(docs, "Secret"), "no DSN, no Secret")
 
     docs, rendered = sets["namespaced-list"]
-    roles = by_kind(docs, "Role")
+    roles = watch_roles(docs)
     check(sorted(r["metadata"]["namespace"] for r in roles) == ["payments", "shop"], "a Role per listed namespace, once each")
-    check(len(by_kind(docs, "RoleBinding")) == 2 and not by_kind(docs, "ClusterRole"), "namespaced list: no ClusterRole")
+    check(len(by_kind(docs, "RoleBinding")) == 3 and not by_kind(docs, "ClusterRole"),
+          "namespaced list: a RoleBinding per namespace and the Lease's, no ClusterRole")
     jobs = rules_of(roles[0])
     check(jobs.get((("batch",), ("jobs", "cronjobs"))) == ("get", "list", "watch"),
           f"monitorCronjobs adds list/watch on jobs and cronjobs: {jobs}")
@@ -195,7 +208,7 @@ def assert_semantics(sets):
     check(env["SENTRY_DSN"]["valueFrom"]["secretKeyRef"] == {"name": "sentry-dsn", "key": "dsn"}, "existingSecret and its key")
     check(not by_kind(docs, "Secret"), "existingSecret: the chart creates no Secret")
     cluster_roles = by_kind(docs, "ClusterRole")
-    check(len(cluster_roles) == 1 and rules_of(cluster_roles[0]) == AGENT_RULES and not by_kind(docs, "Role"),
+    check(len(cluster_roles) == 1 and rules_of(cluster_roles[0]) == AGENT_RULES and not watch_roles(docs),
           "__all__: one ClusterRole with exactly the agent's verbs")
 
     docs, _ = sets["custom-dsns"]
@@ -204,7 +217,7 @@ def assert_semantics(sets):
     check(by_kind(docs, "ServiceMonitor") and by_kind(docs, "Service"), "the ServiceMonitor and its Service")
 
     docs, _ = sets["crash-logs-gke"]
-    rules = rules_of(by_kind(docs, "Role")[0])
+    rules = rules_of(watch_roles(docs)[0])
     check(rules == {**AGENT_RULES, (("",), ("pods/log",)): ("get",)},
           f"containerLogs adds get on pods/log, and nothing else: {rules}")
     for name in ("defaults", "existing-secret", "custom-dsns", "namespaced-list"):
@@ -228,15 +241,30 @@ def assert_semantics(sets):
     env = env_of(docs)
     check(env["SENTRY_K8S_WATCH_HISTORICAL"]["value"] == "true", "the community chart's \"1\" is a true")
     check(env["SENTRY_K8S_GLOBAL_TAG_team"]["value"] == "platform", "appendEnv is appended")
-    roles = by_kind(docs, "Role")
-    check(all(r["rules"][0]["resources"][0] == "events" and len(r["rules"]) == 1 for r in roles),
-          "custom_rules replace the generated rules, as in the community chart")
+    roles = watch_roles(docs)
+    check(len(roles) == 2 and all(r["rules"] == VALUE_SETS["community-0.4.0"]["rbac"]["custom_rules"] for r in roles),
+          "custom_rules replace the generated rules of the watched namespaces, as in the community chart")
+    check([rules_of_lease(r) for r in lease_roles(docs)] == [LEASE_RULES],
+          "custom_rules leave the Lease's Role as generated (the agent's own namespace, not a watched one)")
     namespaces_role = [r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"].endswith("-namespaces")]
     check(namespaces_role and namespaces_role[0]["rules"][0]["resourceNames"] == ["default", "production"],
           "customDsns on a list: get on exactly the watched namespaces")
     deployment = by_kind(docs, "Deployment")[0]
     check(deployment["spec"]["template"]["metadata"]["labels"].get("team") == "platform", "podLabels")
     check(deployment["spec"]["template"]["spec"]["tolerations"][0]["key"] == "dedicated", "tolerations")
+
+
+LEASE_RULES = [
+    # create cannot be restricted by name; get and update only on the one Lease.
+    ("coordination.k8s.io", "leases", ("create",), None),
+    ("coordination.k8s.io", "leases", ("get", "update"), (RELEASE,)),
+]
+
+
+def rules_of_lease(doc):
+    return [(",".join(r["apiGroups"]), ",".join(r["resources"]), tuple(r["verbs"]),
+             tuple(r["resourceNames"]) if "resourceNames" in r else None)
+            for r in doc["rules"]]
 
 
 def lease_env(docs):
@@ -272,6 +300,54 @@ def assert_lease_settings(sets):
                                      ("team-b", {"name": "events-leader"}, "events-leader")]:
         docs = documents(render({"lease": lease}, name=release))
         check(lease_env(docs)["SENTRY_K8S_LEASE_NAME"] == expected, f"release {release}: the Lease {expected}")
+
+
+def assert_lease_rbac(sets):
+    """The agent may create Leases and read and update its own, in its own namespace, only
+    when it uses one."""
+    docs, _ = sets["defaults"]
+    roles, bindings = lease_roles(docs), lease_roles(docs, "RoleBinding")
+    check(len(roles) == 1 and roles[0]["metadata"]["namespace"] == NAMESPACE
+          and rules_of_lease(roles[0]) == LEASE_RULES,
+          f"the Lease's Role, in the release namespace: create, and get/update on that Lease only: "
+          f"{[(r['metadata']['namespace'], rules_of_lease(r)) for r in roles]}")
+    check(not any(r.get("resourceNames") for role in roles for r in role["rules"] if "create" in r["verbs"]),
+          "no resourceNames on create (the apiserver would refuse every create)")
+    check(len(bindings) == 1 and bindings[0]["metadata"]["namespace"] == NAMESPACE
+          and bindings[0]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                         "name": roles[0]["metadata"]["name"] if roles else None}
+          and bindings[0]["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}],
+          f"the Lease's RoleBinding binds the agent's service account: {bindings}")
+
+    docs, _ = sets["election-off-one-replica"]
+    check(not lease_roles(docs) and not lease_roles(docs, "RoleBinding"),
+          "checkpoint and election off: no Lease, no Lease RBAC")
+    for name in ("namespaced-list", "existing-secret", "custom-dsns", "crash-logs-gke"):
+        check(len(lease_roles(sets[name][0])) == 1, f"{name}: the Lease's Role")
+    rendered = render({"rbac": {"create": False}})
+    check(not lease_roles(documents(rendered)), "rbac.create false: no Lease RBAC either")
+    notes = rendered["sentry-kubernetes/templates/NOTES.txt"]
+    check(f"create on leases (coordination.k8s.io) and get, update on the Lease {RELEASE}" in notes,
+          f"rbac.create false: NOTES name the Lease verbs to grant: {notes}")
+
+    # Either use of the Lease needs the Role.
+    for sentry, role in [
+        ({"checkpoint": True, "leaderElection": "0"}, True),
+        ({"checkpoint": "false", "leaderElection": True}, True),
+        ({"checkpoint": "false", "leaderElection": "auto"}, True),
+        ({"checkpoint": "1", "leaderElection": "auto", "clusterConfigType": "out-cluster"}, True),
+        # Out of the cluster auto is off: nothing uses the Lease.
+        ({"checkpoint": False, "leaderElection": "auto", "clusterConfigType": "out-cluster"}, False),
+    ]:
+        docs = documents(render({"sentry": {"dsn": DSN, **sentry}, "replicaCount": 1}))
+        check(bool(lease_roles(docs)) == role, f"{sentry}: the Lease's Role {'present' if role else 'absent'}")
+
+    # The Role names the Lease the agent is told.
+    for release, lease in [("team-a", {}), ("team-b", {"name": "events-leader"})]:
+        docs = documents(render({"lease": lease}, name=release))
+        names = [r["resourceNames"] for role in lease_roles(docs) for r in role["rules"] if "resourceNames" in r]
+        expected = lease_env(docs)["SENTRY_K8S_LEASE_NAME"]
+        check(names == [[expected]], f"release {release}: the Role names the Lease {expected}: {names}")
 
 
 def assert_every_variable_is_settable():
@@ -426,6 +502,7 @@ def main():
         sets = {name: lint_and_validate(name, values, work) for name, values in VALUE_SETS.items()}
         assert_semantics(sets)
         assert_lease_settings(sets)
+        assert_lease_rbac(sets)
         assert_every_variable_is_settable()
         assert_bad_values_fail_clearly()
         check_chart_files()

@@ -59,6 +59,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if or (eq $v "auto") (eq $v "") }}auto{{ else }}{{ include "sentry-kubernetes.bool" . }}{{ end }}
 {{- end }}
 
+{{/* Whether the replicas take turns through the Lease: leader election on, or auto in the
+cluster (the agent's auto is off out of the cluster, where it runs alone). */}}
+{{- define "sentry-kubernetes.election" -}}
+{{- $switch := include "sentry-kubernetes.switch" .Values.sentry.leaderElection }}
+{{- if or (eq $switch "true") (and (eq $switch "auto") (ne (toString .Values.sentry.clusterConfigType) "out-cluster")) }}true{{ end }}
+{{- end }}
+
+{{/* Whether the agent uses the Lease: for its checkpoint, or for leader election. */}}
+{{- define "sentry-kubernetes.leaseUsed" -}}
+{{- if or (eq (include "sentry-kubernetes.bool" .Values.sentry.checkpoint) "true") (include "sentry-kubernetes.election" .) }}true{{ end }}
+{{- end }}
+
 {{/* The Lease's name: lease.name, else the full name, so two releases in one namespace
 never share (and fight over) one Lease. */}}
 {{- define "sentry-kubernetes.leaseName" -}}

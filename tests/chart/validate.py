@@ -167,8 +167,6 @@ def assert_semantics(sets):
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     check(chart["appVersion"] == cargo_version, f"Chart appVersion {chart['appVersion']} != crate {cargo_version}")
     check(container["image"].endswith(f":{cargo_version}"), f"default image tag is the appVersion: {container['image']}")
-    check(deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate",
-          "one replica, never two during a rollout")
     sc, psc = container["securityContext"], pod["securityContext"]
     check(psc["runAsNonRoot"] and psc["runAsUser"] >= 10000 and psc["seccompProfile"]["type"] == "RuntimeDefault",
           f"restricted pod security context: {psc}")
@@ -291,7 +289,7 @@ def assert_lease_settings(sets):
                              "lease": {"duration": "30s", "renewDeadline": "20s", "retryPeriod": "500ms"}}))
     check(list(lease_env(docs).values()) == ["false", "true", RELEASE, "30s", "20s", "500ms"],
           f"the community chart's \"0\"/\"1\" and the timings reach the agent: {lease_env(docs)}")
-    docs = documents(render({"sentry": {"leaderElection": "off"}}))
+    docs = documents(render({"sentry": {"leaderElection": "off"}, "replicaCount": 1}))
     check(lease_env(docs)["SENTRY_K8S_LEADER_ELECTION"] == "false" and "POD_NAME" in env_of(docs),
           "election off reaches the agent; the downward API stays")
     # Two releases in one namespace never share a Lease; lease.name overrides.
@@ -350,6 +348,68 @@ def assert_lease_rbac(sets):
         check(names == [[expected]], f"release {release}: the Role names the Lease {expected}: {names}")
 
 
+def pod_spec(docs):
+    return by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+
+
+def assert_replicas(sets):
+    """Two agents by default, taking turns: rollouts and drains always keep one, on
+    different nodes where possible; one agent, as before, without leader election."""
+    docs, _ = sets["defaults"]
+    deployment = by_kind(docs, "Deployment")[0]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    strategy = deployment["spec"]["strategy"]
+    check(deployment["spec"]["replicas"] == 2 and strategy == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        f"defaults: two replicas, rolled surge-first (the new pod follows until the old leader releases): "
+        f"{deployment['spec']['replicas']}, {strategy}")
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    check(len(pdbs) == 1 and pdbs[0]["metadata"]["namespace"] == NAMESPACE
+          and pdbs[0]["spec"] == {"minAvailable": 1, "selector": {"matchLabels": selector}},
+          f"defaults: a PodDisruptionBudget keeps one agent through drains: {[p['spec'] for p in pdbs]}")
+    spread = pod_spec(docs).get("affinity", {}).get("podAntiAffinity", {})
+    check(spread == {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
+        "topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": selector}}}]},
+        f"defaults: replicas preferably on different nodes: {spread}")
+    grace = pod_spec(docs)["terminationGracePeriodSeconds"]
+    check(grace > 10 + 2, f"defaults: the grace period ({grace}s) covers the flush (10s) and the release (2s)")
+
+    docs, _ = sets["election-off-one-replica"]
+    deployment = by_kind(docs, "Deployment")[0]
+    check(deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"},
+          f"election off: one replica, never two during a rollout: {deployment['spec']['strategy']}")
+    check(not by_kind(docs, "PodDisruptionBudget"), "one replica: no PodDisruptionBudget (it would block every drain)")
+    check("affinity" not in pod_spec(docs), "one replica: nothing to spread")
+
+    # Election alone decides the rollout; the replicas decide the PDB.
+    for sentry, replicas, strategy in [
+        ({"leaderElection": "0"}, 1, "Recreate"),
+        ({"leaderElection": True}, 1, "RollingUpdate"),
+        ({"leaderElection": "1", "checkpoint": False}, 3, "RollingUpdate"),
+        ({"leaderElection": "auto", "clusterConfigType": "out-cluster"}, 1, "Recreate"),
+        ({"leaderElection": True, "clusterConfigType": "out-cluster"}, 2, "RollingUpdate"),
+    ]:
+        docs = documents(render({"sentry": {"dsn": DSN, **sentry}, "replicaCount": replicas}))
+        check(by_kind(docs, "Deployment")[0]["spec"]["strategy"]["type"] == strategy, f"{sentry}: {strategy}")
+        check(len(by_kind(docs, "PodDisruptionBudget")) == (replicas > 1),
+              f"{sentry}, {replicas} replicas: a PDB only for 2+ replicas")
+
+    # The spread is a default: other affinity is kept beside it; a podAntiAffinity replaces it.
+    node = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["system"]}]}]}}}
+    affinity = pod_spec(documents(render({"affinity": node})))["affinity"]
+    check(affinity.get("nodeAffinity") == node["nodeAffinity"] and "podAntiAffinity" in affinity,
+          f"affinity: nodeAffinity kept, with the default spread: {affinity}")
+    affinity = pod_spec(documents(render({"affinity": {"podAntiAffinity": {}}})))["affinity"]
+    check(affinity == {"podAntiAffinity": {}}, f"affinity: podAntiAffinity {{}} turns the spread off: {affinity}")
+
+    pdbs = by_kind(documents(render({"podDisruptionBudget": {"maxUnavailable": "50%"}})), "PodDisruptionBudget")
+    check([p["spec"].get("maxUnavailable") for p in pdbs] == ["50%"] and "minAvailable" not in pdbs[0]["spec"],
+          f"podDisruptionBudget.maxUnavailable replaces minAvailable: {[p['spec'] for p in pdbs]}")
+    docs = documents(render({"podDisruptionBudget": {"enabled": False}}))
+    check(not by_kind(docs, "PodDisruptionBudget"), "podDisruptionBudget.enabled false: none")
+
+
 def assert_every_variable_is_settable():
     """Every SENTRY_K8S_* variable the agent reads can be set through the chart."""
     # The README's table is generated from src/config/settings.rs (a cargo test keeps it so).
@@ -360,7 +420,9 @@ def assert_every_variable_is_settable():
     everything = copy.deepcopy(VALUE_SETS["namespaced-list"])
     everything["sentry"].update({"kubeconfigPath": "/kube/config", "clusterConfigType": "out-cluster",
                                  "filterOutEventReasons": "BackOff", "filterOutEventSources": "kubelet",
-                                 "environment": "prod", "release": "1", "scrubPatterns": ["token-[0-9]+"]})
+                                 "environment": "prod", "release": "1", "scrubPatterns": ["token-[0-9]+"],
+                                 # Out of the cluster, auto is off: two replicas need it on.
+                                 "leaderElection": True})
     env = env_of(documents(render(everything)))
     # The service-account directory is where Kubernetes mounts it; nothing to set.
     missing = [v for v in variables if v not in env and v != "SENTRY_K8S_SERVICE_ACCOUNT_DIR"]
@@ -369,7 +431,14 @@ def assert_every_variable_is_settable():
 
 def assert_bad_values_fail_clearly():
     for values, needle in [
-        ({"replicaCount": 2}, "replicaCount"),
+        # The schema's own error ('/replicaCount'), before the template's.
+        ({"replicaCount": 2, "sentry": {"leaderElection": False}}, "'/replicaCount'"),
+        ({"replicaCount": 2, "sentry": {"leaderElection": "0"}}, "'/replicaCount'"),
+        ({"replicaCount": 2, "sentry": {"clusterConfigType": "out-cluster"}}, "'/replicaCount'"),
+        ({"replicaCount": 0}, "'/replicaCount'"),
+        ({"podDisruptionBudget": {"minAvailable": "half"}}, "podDisruptionBudget/minAvailable"),
+        ({"terminationGracePeriodSeconds": 12}, "terminationGracePeriodSeconds"),
+        ({"sentry": {"shutdownTimeout": "1m"}}, "terminationGracePeriodSeconds"),
         ({"sentry": {"logLevel": "loud"}}, "logLevel"),
         ({"sentry": {"watchNamespaces": "Bad_NS"}}, "watchNamespaces"),
         ({"sentry": {"watchHistorical": "maybe"}}, "watchHistorical"),
@@ -391,9 +460,13 @@ def assert_bad_values_fail_clearly():
             check(False, f"{values} rendered; it must fail")
         except helm.HelmError as e:
             check(needle in str(e), f"{values}: the failure names {needle}: {e}")
-    # The template repeats the schema's hard rules, for installs that skip the schema.
+    # The template repeats the schema's hard rules, for installs that skip the schema, and
+    # says why (a schema error names the key and the limit only).
     for values, needles in [
-        ({"replicaCount": 2}, ["replicaCount"]),
+        ({"replicaCount": 2, "sentry": {"leaderElection": False}},
+         ["replicaCount: 2", "sentry.leaderElection is false", "each replica would report every event"]),
+        ({"replicaCount": 2, "sentry": {"clusterConfigType": "out-cluster"}},
+         ["replicaCount: 2", "auto is off out of the cluster"]),
         ({"lease": {"name": "Not_A_Name"}}, ["lease.name"]),
     ]:
         try:
@@ -503,6 +576,7 @@ def main():
         assert_semantics(sets)
         assert_lease_settings(sets)
         assert_lease_rbac(sets)
+        assert_replicas(sets)
         assert_every_variable_is_settable()
         assert_bad_values_fail_clearly()
         check_chart_files()

@@ -151,8 +151,16 @@ fails naming the key. Called with (list "key" value). */}}
 
 {{/* The hard rules of the values schema, repeated so they hold even without it. */}}
 {{- define "sentry-kubernetes.validate" -}}
-{{- if ne (int .Values.replicaCount) 1 }}
-{{- fail (printf "replicaCount: %v is not supported: two agents would each report every event (no leader election yet); use 1" .Values.replicaCount) }}
+{{- $replicas := int .Values.replicaCount }}
+{{- if lt $replicas 1 }}
+{{- fail (printf "replicaCount: %v; at least 1" .Values.replicaCount) }}
+{{- end }}
+{{- if and (gt $replicas 1) (not (include "sentry-kubernetes.election" .)) }}
+{{- $why := printf "sentry.leaderElection is %v" .Values.sentry.leaderElection }}
+{{- if eq (include "sentry-kubernetes.switch" .Values.sentry.leaderElection) "auto" }}
+{{- $why = "sentry.leaderElection auto is off out of the cluster (sentry.clusterConfigType out-cluster)" }}
+{{- end }}
+{{- fail (printf "replicaCount: %d replicas need leader election, but %s: each replica would report every event. Use replicaCount 1, or sentry.leaderElection true" $replicas $why) }}
 {{- end }}
 {{- $leaseName := include "sentry-kubernetes.leaseName" . }}
 {{- if or (gt (len $leaseName) 253) (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" $leaseName)) }}
@@ -170,6 +178,13 @@ fails naming the key. Called with (list "key" value). */}}
 {{- end }}
 {{- if le $lease $renew }}
 {{- fail (printf "lease.duration: %v must be longer than lease.renewDeadline (%v): a leader must stop before another can start" .Values.lease.duration .Values.lease.renewDeadline) }}
+{{- end }}
+{{- /* After SIGTERM the agent flushes for up to shutdownTimeout, then writes its last
+checkpoint and releases the Lease (allowed 2s more); the kubelet must not kill it first. */}}
+{{- $shutdown := include "sentry-kubernetes.milliseconds" (list "sentry.shutdownTimeout" .Values.sentry.shutdownTimeout) | int64 }}
+{{- $release := ternary 2000 0 (eq (include "sentry-kubernetes.leaseUsed" .) "true") }}
+{{- if le (mul (int64 .Values.terminationGracePeriodSeconds) 1000) (add $shutdown $release) }}
+{{- fail (printf "terminationGracePeriodSeconds: %v must be longer than sentry.shutdownTimeout (%v)%s, or the agent is killed before it has flushed%s" .Values.terminationGracePeriodSeconds .Values.sentry.shutdownTimeout (ternary " plus 2s" "" (gt $release 0)) (ternary " and released the Lease" "" (gt $release 0))) }}
 {{- end }}
 {{- $level := .Values.sentry.logLevel | toString | lower }}
 {{- if and $level (not (has $level (list "trace" "debug" "info" "warn" "warning" "error" "fatal" "panic" "disabled" "off"))) }}

@@ -410,6 +410,23 @@ def assert_replicas(sets):
     check(not by_kind(docs, "PodDisruptionBudget"), "podDisruptionBudget.enabled false: none")
 
 
+def assert_notes(sets):
+    """NOTES say how many agents run, whether they elect a leader and keep a checkpoint, and
+    how to see who leads."""
+    notes = {name: rendered["sentry-kubernetes/templates/NOTES.txt"] for name, (_, rendered) in sets.items()}
+    who = f"kubectl -n {NAMESPACE} get lease {RELEASE} -o jsonpath='{{.spec.holderIdentity}}'"
+    text = notes["existing-secret"]
+    check("Replicas: 2." in text and f"Leader election: on, through Lease {NAMESPACE}/{RELEASE}" in text
+          and f"Checkpoint: on, in Lease {NAMESPACE}/{RELEASE}" in text and who in text,
+          f"NOTES: replicas, election and checkpoint on, and how to see who leads: {text}")
+    text = notes["election-off-one-replica"]
+    check("Replicas: 1." in text and "Leader election: off" in text and "Checkpoint: off" in text
+          and "holderIdentity" not in text, f"NOTES: one replica, election and checkpoint off: {text}")
+    text = notes["defaults"]
+    check("Replicas: 2." in text and "unused in a dry run" in text and "Leader election: on" not in text,
+          f"NOTES: a dry run (no DSN) uses no Lease, and says so: {text}")
+
+
 def assert_every_variable_is_settable():
     """Every SENTRY_K8S_* variable the agent reads can be set through the chart."""
     # The README's table is generated from src/config/settings.rs (a cargo test keeps it so).
@@ -577,6 +594,7 @@ def main():
         assert_lease_settings(sets)
         assert_lease_rbac(sets)
         assert_replicas(sets)
+        assert_notes(sets)
         assert_every_variable_is_settable()
         assert_bad_values_fail_clearly()
         check_chart_files()

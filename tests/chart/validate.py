@@ -54,16 +54,29 @@ VALUE_SETS = {
                                   "scrubPatterns": [r"\b\d{3}-\d{2}-\d{4}\b", "(?i)session=[a-z0-9]+"],
                                   "integrationGke": True},
                        "networkPolicy": {"enabled": True}},
+    # One agent, as before leader election: no Lease at all.
+    "election-off-one-replica": {"sentry": {"dsn": DSN, "leaderElection": False, "checkpoint": False},
+                                 "replicaCount": 1},
 }
 
 
 
 
 
-def render(values):
+def render(values, name=RELEASE):
     with helm.Chart.load(CHART) as chart:
         chart.validate_schema(values)
-        return chart.render(values=values, name=RELEASE, namespace=NAMESPACE)
+        return chart.render(values=values, name=name, namespace=NAMESPACE)
+
+
+def render_without_schema(values):
+    """As `helm install --skip-schema-validation` would: only the template's own checks."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / CHART.name
+        shutil.copytree(CHART, copy)
+        (copy / "values.schema.json").unlink()
+        with helm.Chart.load(copy) as chart:
+            return chart.render(values=values, name=RELEASE, namespace=NAMESPACE)
 
 
 def documents(rendered):
@@ -94,6 +107,15 @@ def by_kind(docs, kind):
 def env_of(docs):
     container = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
     return {e["name"]: e for e in container["env"]}
+
+
+def lease_roles(docs, kind="Role"):
+    return [d for d in by_kind(docs, kind) if d["metadata"]["name"].endswith("-lease")]
+
+
+def watch_roles(docs):
+    """The Roles of the watched namespaces (the Lease's Role aside)."""
+    return [d for d in by_kind(docs, "Role") if not d["metadata"]["name"].endswith("-lease")]
 
 
 def rules_of(doc):
@@ -145,8 +167,6 @@ def assert_semantics(sets):
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     check(chart["appVersion"] == cargo_version, f"Chart appVersion {chart['appVersion']} != crate {cargo_version}")
     check(container["image"].endswith(f":{cargo_version}"), f"default image tag is the appVersion: {container['image']}")
-    check(deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"]["type"] == "Recreate",
-          "one replica, never two during a rollout")
     sc, psc = container["securityContext"], pod["securityContext"]
     check(psc["runAsNonRoot"] and psc["runAsUser"] >= 10000 and psc["seccompProfile"]["type"] == "RuntimeDefault",
           f"restricted pod security context: {psc}")
@@ -155,16 +175,17 @@ def assert_semantics(sets):
     check(container["livenessProbe"]["httpGet"]["path"] == "/healthz", "liveness on /healthz")
     check(container["readinessProbe"]["httpGet"]["path"] == "/readyz", "readiness on /readyz")
     check("SENTRY_DSN" not in env_of(docs), "no DSN: no SENTRY_DSN (dry run, NOTES warns)")
-    roles = by_kind(docs, "Role")
+    roles = watch_roles(docs)
     check([r["metadata"]["namespace"] for r in roles] == ["default"], "defaults: a Role in default only")
     check(rules_of(roles[0]) == AGENT_RULES, f"defaults: exactly the verbs the agent uses: {rules_of(roles[0])}")
     check(not by_kind(docs, "ClusterRole"), "defaults: nothing cluster-wide")
     check(not by_kind(docs, "Secret"), "no DSN, no Secret")
 
     docs, rendered = sets["namespaced-list"]
-    roles = by_kind(docs, "Role")
+    roles = watch_roles(docs)
     check(sorted(r["metadata"]["namespace"] for r in roles) == ["payments", "shop"], "a Role per listed namespace, once each")
-    check(len(by_kind(docs, "RoleBinding")) == 2 and not by_kind(docs, "ClusterRole"), "namespaced list: no ClusterRole")
+    check(len(by_kind(docs, "RoleBinding")) == 3 and not by_kind(docs, "ClusterRole"),
+          "namespaced list: a RoleBinding per namespace and the Lease's, no ClusterRole")
     jobs = rules_of(roles[0])
     check(jobs.get((("batch",), ("jobs", "cronjobs"))) == ("get", "list", "watch"),
           f"monitorCronjobs adds list/watch on jobs and cronjobs: {jobs}")
@@ -185,7 +206,7 @@ def assert_semantics(sets):
     check(env["SENTRY_DSN"]["valueFrom"]["secretKeyRef"] == {"name": "sentry-dsn", "key": "dsn"}, "existingSecret and its key")
     check(not by_kind(docs, "Secret"), "existingSecret: the chart creates no Secret")
     cluster_roles = by_kind(docs, "ClusterRole")
-    check(len(cluster_roles) == 1 and rules_of(cluster_roles[0]) == AGENT_RULES and not by_kind(docs, "Role"),
+    check(len(cluster_roles) == 1 and rules_of(cluster_roles[0]) == AGENT_RULES and not watch_roles(docs),
           "__all__: one ClusterRole with exactly the agent's verbs")
 
     docs, _ = sets["custom-dsns"]
@@ -194,7 +215,7 @@ def assert_semantics(sets):
     check(by_kind(docs, "ServiceMonitor") and by_kind(docs, "Service"), "the ServiceMonitor and its Service")
 
     docs, _ = sets["crash-logs-gke"]
-    rules = rules_of(by_kind(docs, "Role")[0])
+    rules = rules_of(watch_roles(docs)[0])
     check(rules == {**AGENT_RULES, (("",), ("pods/log",)): ("get",)},
           f"containerLogs adds get on pods/log, and nothing else: {rules}")
     for name in ("defaults", "existing-secret", "custom-dsns", "namespaced-list"):
@@ -218,15 +239,192 @@ def assert_semantics(sets):
     env = env_of(docs)
     check(env["SENTRY_K8S_WATCH_HISTORICAL"]["value"] == "true", "the community chart's \"1\" is a true")
     check(env["SENTRY_K8S_GLOBAL_TAG_team"]["value"] == "platform", "appendEnv is appended")
-    roles = by_kind(docs, "Role")
-    check(all(r["rules"][0]["resources"][0] == "events" and len(r["rules"]) == 1 for r in roles),
-          "custom_rules replace the generated rules, as in the community chart")
+    roles = watch_roles(docs)
+    check(len(roles) == 2 and all(r["rules"] == VALUE_SETS["community-0.4.0"]["rbac"]["custom_rules"] for r in roles),
+          "custom_rules replace the generated rules of the watched namespaces, as in the community chart")
+    check([rules_of_lease(r) for r in lease_roles(docs)] == [LEASE_RULES],
+          "custom_rules leave the Lease's Role as generated (the agent's own namespace, not a watched one)")
     namespaces_role = [r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"].endswith("-namespaces")]
     check(namespaces_role and namespaces_role[0]["rules"][0]["resourceNames"] == ["default", "production"],
           "customDsns on a list: get on exactly the watched namespaces")
     deployment = by_kind(docs, "Deployment")[0]
     check(deployment["spec"]["template"]["metadata"]["labels"].get("team") == "platform", "podLabels")
     check(deployment["spec"]["template"]["spec"]["tolerations"][0]["key"] == "dedicated", "tolerations")
+
+
+LEASE_RULES = [
+    # create cannot be restricted by name; get and update only on the one Lease.
+    ("coordination.k8s.io", "leases", ("create",), None),
+    ("coordination.k8s.io", "leases", ("get", "update"), (RELEASE,)),
+]
+
+
+def rules_of_lease(doc):
+    return [(",".join(r["apiGroups"]), ",".join(r["resources"]), tuple(r["verbs"]),
+             tuple(r["resourceNames"]) if "resourceNames" in r else None)
+            for r in doc["rules"]]
+
+
+def lease_env(docs):
+    env = env_of(docs)
+    return {name: env.get(name, {}).get("value") for name in (
+        "SENTRY_K8S_CHECKPOINT", "SENTRY_K8S_LEADER_ELECTION", "SENTRY_K8S_LEASE_NAME", "SENTRY_K8S_LEASE_DURATION",
+        "SENTRY_K8S_RENEW_DEADLINE", "SENTRY_K8S_RETRY_PERIOD")}
+
+
+def assert_lease_settings(sets):
+    """The agent is told where its Lease is, how to use it, and who it is."""
+    docs, _ = sets["defaults"]
+    env = env_of(docs)
+    downward = {name: env[name].get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+                for name in ("POD_NAME", "POD_NAMESPACE", "SENTRY_K8S_LEASE_NAMESPACE") if name in env}
+    check(downward == {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace",
+                       "SENTRY_K8S_LEASE_NAMESPACE": "metadata.namespace"},
+          f"the identity and the Lease's namespace from the downward API: {downward}")
+    check(lease_env(docs) == {"SENTRY_K8S_CHECKPOINT": "true", "SENTRY_K8S_LEADER_ELECTION": "auto",
+                              "SENTRY_K8S_LEASE_NAME": RELEASE, "SENTRY_K8S_LEASE_DURATION": "15s",
+                              "SENTRY_K8S_RENEW_DEADLINE": "10s", "SENTRY_K8S_RETRY_PERIOD": "2s"},
+          f"defaults: the agent's own Lease settings (the Lease named as the release): {lease_env(docs)}")
+    docs = documents(render({"sentry": {"dsn": DSN, "checkpoint": "0", "leaderElection": "1"},
+                             "lease": {"duration": "30s", "renewDeadline": "20s", "retryPeriod": "500ms"}}))
+    check(list(lease_env(docs).values()) == ["false", "true", RELEASE, "30s", "20s", "500ms"],
+          f"the community chart's \"0\"/\"1\" and the timings reach the agent: {lease_env(docs)}")
+    docs = documents(render({"sentry": {"leaderElection": "off"}, "replicaCount": 1}))
+    check(lease_env(docs)["SENTRY_K8S_LEADER_ELECTION"] == "false" and "POD_NAME" in env_of(docs),
+          "election off reaches the agent; the downward API stays")
+    # Two releases in one namespace never share a Lease; lease.name overrides.
+    for release, lease, expected in [("sentry-kubernetes", {}, "sentry-kubernetes"),
+                                     ("team-a", {}, "team-a-sentry-kubernetes"),
+                                     ("team-b", {"name": "events-leader"}, "events-leader")]:
+        docs = documents(render({"lease": lease}, name=release))
+        check(lease_env(docs)["SENTRY_K8S_LEASE_NAME"] == expected, f"release {release}: the Lease {expected}")
+
+
+def assert_lease_rbac(sets):
+    """The agent may create Leases and read and update its own, in its own namespace, only
+    when it uses one."""
+    docs, _ = sets["defaults"]
+    roles, bindings = lease_roles(docs), lease_roles(docs, "RoleBinding")
+    check(len(roles) == 1 and roles[0]["metadata"]["namespace"] == NAMESPACE
+          and rules_of_lease(roles[0]) == LEASE_RULES,
+          f"the Lease's Role, in the release namespace: create, and get/update on that Lease only: "
+          f"{[(r['metadata']['namespace'], rules_of_lease(r)) for r in roles]}")
+    check(not any(r.get("resourceNames") for role in roles for r in role["rules"] if "create" in r["verbs"]),
+          "no resourceNames on create (the apiserver would refuse every create)")
+    check(len(bindings) == 1 and bindings[0]["metadata"]["namespace"] == NAMESPACE
+          and bindings[0]["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                         "name": roles[0]["metadata"]["name"] if roles else None}
+          and bindings[0]["subjects"] == [{"kind": "ServiceAccount", "name": RELEASE, "namespace": NAMESPACE}],
+          f"the Lease's RoleBinding binds the agent's service account: {bindings}")
+
+    docs, _ = sets["election-off-one-replica"]
+    check(not lease_roles(docs) and not lease_roles(docs, "RoleBinding"),
+          "checkpoint and election off: no Lease, no Lease RBAC")
+    for name in ("namespaced-list", "existing-secret", "custom-dsns", "crash-logs-gke"):
+        check(len(lease_roles(sets[name][0])) == 1, f"{name}: the Lease's Role")
+    rendered = render({"rbac": {"create": False}})
+    check(not lease_roles(documents(rendered)), "rbac.create false: no Lease RBAC either")
+    notes = rendered["sentry-kubernetes/templates/NOTES.txt"]
+    check(f"create on leases (coordination.k8s.io) and get, update on the Lease {RELEASE}" in notes,
+          f"rbac.create false: NOTES name the Lease verbs to grant: {notes}")
+
+    # Either use of the Lease needs the Role.
+    for sentry, role in [
+        ({"checkpoint": True, "leaderElection": "0"}, True),
+        ({"checkpoint": "false", "leaderElection": True}, True),
+        ({"checkpoint": "false", "leaderElection": "auto"}, True),
+        ({"checkpoint": "1", "leaderElection": "auto", "clusterConfigType": "out-cluster"}, True),
+        # Out of the cluster auto is off: nothing uses the Lease.
+        ({"checkpoint": False, "leaderElection": "auto", "clusterConfigType": "out-cluster"}, False),
+    ]:
+        docs = documents(render({"sentry": {"dsn": DSN, **sentry}, "replicaCount": 1}))
+        check(bool(lease_roles(docs)) == role, f"{sentry}: the Lease's Role {'present' if role else 'absent'}")
+
+    # The Role names the Lease the agent is told.
+    for release, lease in [("team-a", {}), ("team-b", {"name": "events-leader"})]:
+        docs = documents(render({"lease": lease}, name=release))
+        names = [r["resourceNames"] for role in lease_roles(docs) for r in role["rules"] if "resourceNames" in r]
+        expected = lease_env(docs)["SENTRY_K8S_LEASE_NAME"]
+        check(names == [[expected]], f"release {release}: the Role names the Lease {expected}: {names}")
+
+
+def pod_spec(docs):
+    return by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]
+
+
+def assert_replicas(sets):
+    """Two agents by default, taking turns: rollouts and drains always keep one, on
+    different nodes where possible; one agent, as before, without leader election."""
+    docs, _ = sets["defaults"]
+    deployment = by_kind(docs, "Deployment")[0]
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    strategy = deployment["spec"]["strategy"]
+    check(deployment["spec"]["replicas"] == 2 and strategy == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+        f"defaults: two replicas, rolled surge-first (the new pod follows until the old leader releases): "
+        f"{deployment['spec']['replicas']}, {strategy}")
+    pdbs = by_kind(docs, "PodDisruptionBudget")
+    check(len(pdbs) == 1 and pdbs[0]["metadata"]["namespace"] == NAMESPACE
+          and pdbs[0]["spec"] == {"minAvailable": 1, "selector": {"matchLabels": selector}},
+          f"defaults: a PodDisruptionBudget keeps one agent through drains: {[p['spec'] for p in pdbs]}")
+    spread = pod_spec(docs).get("affinity", {}).get("podAntiAffinity", {})
+    check(spread == {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
+        "topologyKey": "kubernetes.io/hostname", "labelSelector": {"matchLabels": selector}}}]},
+        f"defaults: replicas preferably on different nodes: {spread}")
+    grace = pod_spec(docs)["terminationGracePeriodSeconds"]
+    check(grace > 10 + 2, f"defaults: the grace period ({grace}s) covers the flush (10s) and the release (2s)")
+
+    docs, _ = sets["election-off-one-replica"]
+    deployment = by_kind(docs, "Deployment")[0]
+    check(deployment["spec"]["replicas"] == 1 and deployment["spec"]["strategy"] == {"type": "Recreate"},
+          f"election off: one replica, never two during a rollout: {deployment['spec']['strategy']}")
+    check(not by_kind(docs, "PodDisruptionBudget"), "one replica: no PodDisruptionBudget (it would block every drain)")
+    check("affinity" not in pod_spec(docs), "one replica: nothing to spread")
+
+    # Election alone decides the rollout; the replicas decide the PDB.
+    for sentry, replicas, strategy in [
+        ({"leaderElection": "0"}, 1, "Recreate"),
+        ({"leaderElection": True}, 1, "RollingUpdate"),
+        ({"leaderElection": "1", "checkpoint": False}, 3, "RollingUpdate"),
+        ({"leaderElection": "auto", "clusterConfigType": "out-cluster"}, 1, "Recreate"),
+        ({"leaderElection": True, "clusterConfigType": "out-cluster"}, 2, "RollingUpdate"),
+    ]:
+        docs = documents(render({"sentry": {"dsn": DSN, **sentry}, "replicaCount": replicas}))
+        check(by_kind(docs, "Deployment")[0]["spec"]["strategy"]["type"] == strategy, f"{sentry}: {strategy}")
+        check(len(by_kind(docs, "PodDisruptionBudget")) == (replicas > 1),
+              f"{sentry}, {replicas} replicas: a PDB only for 2+ replicas")
+
+    # The spread is a default: other affinity is kept beside it; a podAntiAffinity replaces it.
+    node = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["system"]}]}]}}}
+    affinity = pod_spec(documents(render({"affinity": node})))["affinity"]
+    check(affinity.get("nodeAffinity") == node["nodeAffinity"] and "podAntiAffinity" in affinity,
+          f"affinity: nodeAffinity kept, with the default spread: {affinity}")
+    affinity = pod_spec(documents(render({"affinity": {"podAntiAffinity": {}}})))["affinity"]
+    check(affinity == {"podAntiAffinity": {}}, f"affinity: podAntiAffinity {{}} turns the spread off: {affinity}")
+
+    pdbs = by_kind(documents(render({"podDisruptionBudget": {"maxUnavailable": "50%"}})), "PodDisruptionBudget")
+    check([p["spec"].get("maxUnavailable") for p in pdbs] == ["50%"] and "minAvailable" not in pdbs[0]["spec"],
+          f"podDisruptionBudget.maxUnavailable replaces minAvailable: {[p['spec'] for p in pdbs]}")
+    docs = documents(render({"podDisruptionBudget": {"enabled": False}}))
+    check(not by_kind(docs, "PodDisruptionBudget"), "podDisruptionBudget.enabled false: none")
+
+
+def assert_notes(sets):
+    """NOTES say how many agents run, whether they elect a leader and keep a checkpoint, and
+    how to see who leads."""
+    notes = {name: rendered["sentry-kubernetes/templates/NOTES.txt"] for name, (_, rendered) in sets.items()}
+    who = f"kubectl -n {NAMESPACE} get lease {RELEASE} -o jsonpath='{{.spec.holderIdentity}}'"
+    text = notes["existing-secret"]
+    check("Replicas: 2." in text and f"Leader election: on, through Lease {NAMESPACE}/{RELEASE}" in text
+          and f"Checkpoint: on, in Lease {NAMESPACE}/{RELEASE}" in text and who in text,
+          f"NOTES: replicas, election and checkpoint on, and how to see who leads: {text}")
+    text = notes["election-off-one-replica"]
+    check("Replicas: 1." in text and "Leader election: off" in text and "Checkpoint: off" in text
+          and "holderIdentity" not in text, f"NOTES: one replica, election and checkpoint off: {text}")
+    text = notes["defaults"]
+    check("Replicas: 2." in text and "unused in a dry run" in text and "Leader election: on" not in text,
+          f"NOTES: a dry run (no DSN) uses no Lease, and says so: {text}")
 
 
 def assert_every_variable_is_settable():
@@ -239,7 +437,9 @@ def assert_every_variable_is_settable():
     everything = copy.deepcopy(VALUE_SETS["namespaced-list"])
     everything["sentry"].update({"kubeconfigPath": "/kube/config", "clusterConfigType": "out-cluster",
                                  "filterOutEventReasons": "BackOff", "filterOutEventSources": "kubelet",
-                                 "environment": "prod", "release": "1", "scrubPatterns": ["token-[0-9]+"]})
+                                 "environment": "prod", "release": "1", "scrubPatterns": ["token-[0-9]+"],
+                                 # Out of the cluster, auto is off: two replicas need it on.
+                                 "leaderElection": True})
     env = env_of(documents(render(everything)))
     # The service-account directory is where Kubernetes mounts it; nothing to set.
     missing = [v for v in variables if v not in env and v != "SENTRY_K8S_SERVICE_ACCOUNT_DIR"]
@@ -248,13 +448,28 @@ def assert_every_variable_is_settable():
 
 def assert_bad_values_fail_clearly():
     for values, needle in [
-        ({"replicaCount": 2}, "replicaCount"),
+        # The schema's own error ('/replicaCount'), before the template's.
+        ({"replicaCount": 2, "sentry": {"leaderElection": False}}, "'/replicaCount'"),
+        ({"replicaCount": 2, "sentry": {"leaderElection": "0"}}, "'/replicaCount'"),
+        ({"replicaCount": 2, "sentry": {"clusterConfigType": "out-cluster"}}, "'/replicaCount'"),
+        ({"replicaCount": 0}, "'/replicaCount'"),
+        ({"podDisruptionBudget": {"minAvailable": "half"}}, "podDisruptionBudget/minAvailable"),
+        ({"terminationGracePeriodSeconds": 12}, "terminationGracePeriodSeconds"),
+        ({"sentry": {"shutdownTimeout": "1m"}}, "terminationGracePeriodSeconds"),
         ({"sentry": {"logLevel": "loud"}}, "logLevel"),
         ({"sentry": {"watchNamespaces": "Bad_NS"}}, "watchNamespaces"),
         ({"sentry": {"watchHistorical": "maybe"}}, "watchHistorical"),
         ({"image": {"tag": "latest"}}, "image/tag"),
         ({"sentry": {"dsn": "<change-me>"}}, "dsn"),
         ({"sentry": {"containerLogs": 5000}}, "containerLogs"),
+        ({"sentry": {"leaderElection": "sometimes"}}, "leaderElection"),
+        ({"sentry": {"checkpoint": "maybe"}}, "checkpoint"),
+        ({"lease": {"name": "Not_A_Name"}}, "lease/name"),
+        ({"lease": {"duration": "15 seconds"}}, "lease/duration"),
+        # The agent refuses lease <= renew deadline <= retry period (exit 2); the chart first.
+        ({"lease": {"duration": "10s"}}, "lease.duration"),
+        ({"lease": {"retryPeriod": "10s"}}, "lease.renewDeadline"),
+        ({"lease": {"retryPeriod": "0"}}, "lease.retryPeriod"),
         ({"sentry": {"scrubPatterns": "password"}}, "scrubPatterns"),
     ]:
         try:
@@ -262,15 +477,20 @@ def assert_bad_values_fail_clearly():
             check(False, f"{values} rendered; it must fail")
         except helm.HelmError as e:
             check(needle in str(e), f"{values}: the failure names {needle}: {e}")
-    # The template repeats the schema's hard rules, for installs that skip the schema.
-    with helm.Chart.load(CHART) as chart:
+    # The template repeats the schema's hard rules, for installs that skip the schema, and
+    # says why (a schema error names the key and the limit only).
+    for values, needles in [
+        ({"replicaCount": 2, "sentry": {"leaderElection": False}},
+         ["replicaCount: 2", "sentry.leaderElection is false", "each replica would report every event"]),
+        ({"replicaCount": 2, "sentry": {"clusterConfigType": "out-cluster"}},
+         ["replicaCount: 2", "auto is off out of the cluster"]),
+        ({"lease": {"name": "Not_A_Name"}}, ["lease.name"]),
+    ]:
         try:
-            chart_values = chart.merge_values({"replicaCount": 3})
-            check(chart_values["replicaCount"] == 3, "merge")
-        except helm.HelmError:
-            pass
-    template = (CHART / "templates" / "_helpers.tpl").read_text()
-    check('fail (printf "replicaCount' in template, "the template fails on replicaCount too")
+            render_without_schema(values)
+            check(False, f"{values} rendered without the schema; the template must fail")
+        except helm.HelmError as e:
+            check(all(n in str(e) for n in needles), f"{values}: the template's failure says {needles}: {e}")
 
 
 def manifests_text():
@@ -371,6 +591,10 @@ def main():
         work = Path(tmp)
         sets = {name: lint_and_validate(name, values, work) for name, values in VALUE_SETS.items()}
         assert_semantics(sets)
+        assert_lease_settings(sets)
+        assert_lease_rbac(sets)
+        assert_replicas(sets)
+        assert_notes(sets)
         assert_every_variable_is_settable()
         assert_bad_values_fail_clearly()
         check_chart_files()

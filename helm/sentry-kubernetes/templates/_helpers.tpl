@@ -53,6 +53,44 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if has $v (list "1" "true" "yes" "on") }}true{{ else }}false{{ end }}
 {{- end }}
 
+{{/* sentry.leaderElection as the agent reads it: auto (also for empty), true or false. */}}
+{{- define "sentry-kubernetes.switch" -}}
+{{- $v := . | toString | lower | trim }}
+{{- if or (eq $v "auto") (eq $v "") }}auto{{ else }}{{ include "sentry-kubernetes.bool" . }}{{ end }}
+{{- end }}
+
+{{/* Whether the replicas take turns through the Lease: leader election on, or auto in the
+cluster (the agent's auto is off out of the cluster, where it runs alone). */}}
+{{- define "sentry-kubernetes.election" -}}
+{{- $switch := include "sentry-kubernetes.switch" .Values.sentry.leaderElection }}
+{{- if or (eq $switch "true") (and (eq $switch "auto") (ne (toString .Values.sentry.clusterConfigType) "out-cluster")) }}true{{ end }}
+{{- end }}
+
+{{/* Whether the agent uses the Lease: for its checkpoint, or for leader election. */}}
+{{- define "sentry-kubernetes.leaseUsed" -}}
+{{- if or (eq (include "sentry-kubernetes.bool" .Values.sentry.checkpoint) "true") (include "sentry-kubernetes.election" .) }}true{{ end }}
+{{- end }}
+
+{{/* The Lease's name: lease.name, else the full name, so two releases in one namespace
+never share (and fight over) one Lease. */}}
+{{- define "sentry-kubernetes.leaseName" -}}
+{{- .Values.lease.name | default (include "sentry-kubernetes.fullname" .) }}
+{{- end }}
+
+{{/* A duration as the agent reads it (90, 500ms, 30s, 5m, 1h), in whole milliseconds;
+fails naming the key. Called with (list "key" value). */}}
+{{- define "sentry-kubernetes.milliseconds" -}}
+{{- $key := index . 0 }}
+{{- $v := index . 1 | toString | trim }}
+{{- if not (regexMatch "^[0-9]+(\\.[0-9]+)?(ms|s|m|h)?$" $v) }}
+{{- fail (printf "%s: %q is not a duration such as 30s, 500ms, 5m or 1h" $key $v) }}
+{{- end }}
+{{- $number := regexReplaceAll "[a-z]+$" $v "" }}
+{{- $unit := regexReplaceAll "^[0-9.]+" $v "" | default "s" }}
+{{- $factor := get (dict "ms" 1 "s" 1000 "m" 60000 "h" 3600000) $unit }}
+{{- mulf (float64 $number) $factor | ceil | int64 }}
+{{- end }}
+
 {{/* The watched namespaces, deduplicated, as a list; ["__all__"] for all. */}}
 {{- define "sentry-kubernetes.namespaces" -}}
 {{- $all := false }}
@@ -113,8 +151,40 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* The hard rules of the values schema, repeated so they hold even without it. */}}
 {{- define "sentry-kubernetes.validate" -}}
-{{- if ne (int .Values.replicaCount) 1 }}
-{{- fail (printf "replicaCount: %v is not supported: two agents would each report every event (no leader election yet); use 1" .Values.replicaCount) }}
+{{- $replicas := int .Values.replicaCount }}
+{{- if lt $replicas 1 }}
+{{- fail (printf "replicaCount: %v; at least 1" .Values.replicaCount) }}
+{{- end }}
+{{- if and (gt $replicas 1) (not (include "sentry-kubernetes.election" .)) }}
+{{- $why := printf "sentry.leaderElection is %v" .Values.sentry.leaderElection }}
+{{- if eq (include "sentry-kubernetes.switch" .Values.sentry.leaderElection) "auto" }}
+{{- $why = "sentry.leaderElection auto is off out of the cluster (sentry.clusterConfigType out-cluster)" }}
+{{- end }}
+{{- fail (printf "replicaCount: %d replicas need leader election, but %s: each replica would report every event. Use replicaCount 1, or sentry.leaderElection true" $replicas $why) }}
+{{- end }}
+{{- $leaseName := include "sentry-kubernetes.leaseName" . }}
+{{- if or (gt (len $leaseName) 253) (not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$" $leaseName)) }}
+{{- fail (printf "lease.name: %q is not a valid object name (lowercase letters, digits, '-' and '.')" $leaseName) }}
+{{- end }}
+{{- /* The agent exits (status 2) unless lease > renew deadline > retry period > 0. */}}
+{{- $lease := include "sentry-kubernetes.milliseconds" (list "lease.duration" .Values.lease.duration) | int64 }}
+{{- $renew := include "sentry-kubernetes.milliseconds" (list "lease.renewDeadline" .Values.lease.renewDeadline) | int64 }}
+{{- $retry := include "sentry-kubernetes.milliseconds" (list "lease.retryPeriod" .Values.lease.retryPeriod) | int64 }}
+{{- if le $retry 0 }}
+{{- fail (printf "lease.retryPeriod: %v must be more than zero" .Values.lease.retryPeriod) }}
+{{- end }}
+{{- if le $renew $retry }}
+{{- fail (printf "lease.renewDeadline: %v must be longer than lease.retryPeriod (%v)" .Values.lease.renewDeadline .Values.lease.retryPeriod) }}
+{{- end }}
+{{- if le $lease $renew }}
+{{- fail (printf "lease.duration: %v must be longer than lease.renewDeadline (%v): a leader must stop before another can start" .Values.lease.duration .Values.lease.renewDeadline) }}
+{{- end }}
+{{- /* After SIGTERM the agent flushes for up to shutdownTimeout, then writes its last
+checkpoint and releases the Lease (allowed 2s more); the kubelet must not kill it first. */}}
+{{- $shutdown := include "sentry-kubernetes.milliseconds" (list "sentry.shutdownTimeout" .Values.sentry.shutdownTimeout) | int64 }}
+{{- $release := ternary 2000 0 (eq (include "sentry-kubernetes.leaseUsed" .) "true") }}
+{{- if le (mul (int64 .Values.terminationGracePeriodSeconds) 1000) (add $shutdown $release) }}
+{{- fail (printf "terminationGracePeriodSeconds: %v must be longer than sentry.shutdownTimeout (%v)%s, or the agent is killed before it has flushed%s" .Values.terminationGracePeriodSeconds .Values.sentry.shutdownTimeout (ternary " plus 2s" "" (gt $release 0)) (ternary " and released the Lease" "" (gt $release 0))) }}
 {{- end }}
 {{- $level := .Values.sentry.logLevel | toString | lower }}
 {{- if and $level (not (has $level (list "trace" "debug" "info" "warn" "warning" "error" "fatal" "panic" "disabled" "off"))) }}

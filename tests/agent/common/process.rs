@@ -83,27 +83,7 @@ impl Drop for Process {
     }
 }
 
-/// A minimal HTTP/1.0 GET: the body, then the status code on the last line.
-pub fn http_get(address: &str, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let code = head.split_whitespace().nth(1).unwrap_or("");
-    format!("{body}\n{code}")
-}
-
-/// One sample of a metric from `/metrics` (the first line starting with `series`).
-pub fn metric(address: &str, series: &str) -> f64 {
-    http_get(address, "/metrics")
-        .lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0.0)
-}
+pub use harness::probe::{http_get, metric};
 
 impl Process {
     /// The address of its probes and metrics, from its JSON log (`SENTRY_K8S_LOG_FORMAT=json`,

@@ -14,6 +14,7 @@
 pub mod apiserver;
 pub mod fixtures;
 pub mod metadata;
+pub mod probe;
 pub mod proxy;
 pub mod scenarios;
 pub mod serve;

@@ -29,6 +29,11 @@ pub struct Envelope {
     pub content_encoding: String,
     pub headers: Value,
     pub items: Vec<Item>,
+    /// The request body's size as sent (compressed, when it was).
+    pub wire_bytes: usize,
+    /// When it was stored (for latency measurements in the benchmark).
+    #[serde(skip)]
+    pub received: Instant,
 }
 
 /// An error event with the project it was sent to.
@@ -472,6 +477,8 @@ async fn ingest(shared: &Shared, parts: &Parts, path: &str, body: &Bytes) -> Res
         content_encoding: encoding,
         headers,
         items,
+        wire_bytes: body.len(),
+        received: Instant::now(),
     });
     json_response(200, &json!({"id": event_id}))
 }

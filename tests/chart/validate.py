@@ -427,6 +427,33 @@ def assert_notes(sets):
           f"NOTES: a dry run (no DSN) uses no Lease, and says so: {text}")
 
 
+STORM_VARIABLES = {"maxEventsPerIssue": "SENTRY_K8S_MAX_EVENTS_PER_ISSUE", "issueWindow": "SENTRY_K8S_ISSUE_WINDOW",
+                   "stormIssues": "SENTRY_K8S_STORM_ISSUES"}
+
+
+def storm_env(docs):
+    env = env_of(docs)
+    return {key: env.get(name, {}).get("value") for key, name in STORM_VARIABLES.items()}
+
+
+def assert_storm_control(sets):
+    """Storm control's three settings reach the agent; the chart's defaults are the agent's."""
+    readme = (ROOT / "README.md").read_text()
+    agent = {key: re.search(rf"^\| `{name}` \| `([^`]*)` \|", readme, re.M) for key, name in STORM_VARIABLES.items()}
+    agent = {key: m.group(1) if m else None for key, m in agent.items()}
+    for name in ("defaults", "namespaced-list"):
+        env = storm_env(sets[name][0])
+        check(env == agent, f"{name}: the agent's own storm control defaults: {env} != {agent}")
+    for sentry, expected in [
+        ({"maxEventsPerIssue": 25, "issueWindow": "30m", "stormIssues": 500}, ["25", "30m", "500"]),
+        # 0 turns the limit off; a window may be given in any of the agent's units.
+        ({"maxEventsPerIssue": 0, "issueWindow": "90", "stormIssues": 1}, ["0", "90", "1"]),
+        ({"issueWindow": "1.5h"}, [agent["maxEventsPerIssue"], "1.5h", agent["stormIssues"]]),
+    ]:
+        env = storm_env(documents(render({"sentry": sentry})))
+        check(list(env.values()) == expected, f"{sentry} reaches the agent: {env}")
+
+
 def assert_every_variable_is_settable():
     """Every SENTRY_K8S_* variable the agent reads can be set through the chart."""
     # The README's table is generated from src/config/settings.rs (a cargo test keeps it so).
@@ -471,6 +498,13 @@ def assert_bad_values_fail_clearly():
         ({"lease": {"retryPeriod": "10s"}}, "lease.renewDeadline"),
         ({"lease": {"retryPeriod": "0"}}, "lease.retryPeriod"),
         ({"sentry": {"scrubPatterns": "password"}}, "scrubPatterns"),
+        # Storm control, bounded as the agent parses it (0 is "no limit" only for maxEventsPerIssue).
+        ({"sentry": {"maxEventsPerIssue": -1}}, "sentry/maxEventsPerIssue"),
+        ({"sentry": {"maxEventsPerIssue": "100"}}, "sentry/maxEventsPerIssue"),
+        ({"sentry": {"issueWindow": "0"}}, "sentry/issueWindow"),
+        ({"sentry": {"issueWindow": "0.0h"}}, "sentry/issueWindow"),
+        ({"sentry": {"issueWindow": "1d"}}, "sentry/issueWindow"),
+        ({"sentry": {"stormIssues": 0}}, "sentry/stormIssues"),
     ]:
         try:
             render(values)
@@ -595,6 +629,7 @@ def main():
         assert_lease_rbac(sets)
         assert_replicas(sets)
         assert_notes(sets)
+        assert_storm_control(sets)
         assert_every_variable_is_settable()
         assert_bad_values_fail_clearly()
         check_chart_files()

@@ -43,6 +43,8 @@ struct Shape {
     steady_seconds: u64,
     stored: usize,
     fresh: usize,
+    /// How long the idle agent's CPU is measured.
+    idle: Duration,
 }
 
 const FULL: Shape = Shape {
@@ -54,6 +56,7 @@ const FULL: Shape = Shape {
     steady_seconds: 30,
     stored: 10_000,
     fresh: 1_000,
+    idle: Duration::from_secs(10),
 };
 
 const QUICK: Shape = Shape {
@@ -65,6 +68,7 @@ const QUICK: Shape = Shape {
     steady_seconds: 2,
     stored: 300,
     fresh: 50,
+    idle: Duration::from_secs(1),
 };
 
 /// Past this, a scenario is broken, not slow.
@@ -144,11 +148,16 @@ async fn run(shape: &Shape) -> Results {
         let agent = Agent::spawn(&world);
         agent.ready().await;
         tokio::time::sleep(SETTLE).await;
+        let rested = agent.usage();
+        tokio::time::sleep(shape.idle).await;
         let idle = agent.usage();
+        let idle_cpu = idle.cpu.saturating_sub(rested.cpu).as_secs_f64() * 1000.0
+            / shape.idle.as_secs_f64();
+        results.set("burst", "idle CPU ms/s", idle_cpu);
         println!(
-            "agent ready and idle: {:.1} MiB RSS, {:.2} s CPU to start",
+            "agent ready and idle: {:.1} MiB RSS, {:.2} s CPU to start, {idle_cpu:.2} ms CPU a second idle",
             mib(idle.rss_kib),
-            idle.cpu.as_secs_f64()
+            rested.cpu.as_secs_f64()
         );
         results.set("burst", "idle RSS MiB", mib(idle.rss_kib));
         burst(&world, &agent, shape.burst, &mut results).await;

@@ -44,6 +44,7 @@ const FIGURES: &[Figure] = &[
     figure("events/s", Better::Higher, 0, 100.0, &[]),
     figure("CPU s", Better::Lower, 2, 0.05, &[]),
     figure("start CPU s", Better::Lower, 2, 0.03, &[("stored", 0.3)]),
+    figure("idle CPU ms/s", Better::Lower, 2, 0.5, &[]),
     figure(
         "idle RSS MiB",
         Better::Lower,

@@ -454,6 +454,43 @@ def assert_storm_control(sets):
         check(list(env.values()) == expected, f"{sentry} reaches the agent: {env}")
 
 
+def integer_settings():
+    """The sentry.* keys the schema types as whole numbers, each with its schema."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def resolve(node):
+        while "$ref" in node:
+            node = schema["definitions"][node["$ref"].rsplit("/", 1)[1]]
+        return node
+
+    return {key: resolve(node) for key, node in schema["properties"]["sentry"]["properties"].items()
+            if resolve(node).get("type") == "integer"}
+
+
+def assert_integers_are_digits():
+    """Whole numbers reach the agent as plain digits however large: Helm reads values files
+    as float64, which toString writes as 1e+06 from a million on, and the agent exits on that."""
+    settings = integer_settings()
+    check(len(settings) >= 13 and {"dedupCapacity", "queueSize", "stormIssues", "maxEventsPerIssue"} <= set(settings),
+          f"the schema's whole-number settings are found: {sorted(settings)}")
+    before = {name: e.get("value") for name, e in env_of(documents(render({}))).items()}
+    for number in (2500000, 123456789):
+        for key, node in settings.items():
+            values = {"sentry": {key: number}}
+            # Above the schema's maximum (containerLogs, httpPort) as if it were skipped: the
+            # agent then names the setting and its own limit, not "1e+06".
+            schema_allows = node.get("maximum", number) >= number
+            env = env_of(documents(render(values) if schema_allows else render_without_schema(values)))
+            changed = {name: e.get("value") for name, e in env.items() if before.get(name) != e.get("value")}
+            expected = f"0.0.0.0:{number}" if key == "httpPort" else str(number)
+            check(len(changed) == 1 and list(changed.values()) == [expected],
+                  f"sentry.{key}: {number} reaches the agent as {expected}: {changed}")
+    # Only whole numbers are rewritten: a fraction (which the schema refuses) is passed as
+    # written for the agent to refuse by name, never rounded.
+    env = env_of(documents(render_without_schema({"sentry": {"queueSize": 2.5}})))
+    check(env["SENTRY_K8S_QUEUE_SIZE"]["value"] == "2.5", f"a fraction passes as written: {env['SENTRY_K8S_QUEUE_SIZE']}")
+
+
 def assert_every_variable_is_settable():
     """Every SENTRY_K8S_* variable the agent reads can be set through the chart."""
     # The README's table is generated from src/config/settings.rs (a cargo test keeps it so).
@@ -630,6 +667,7 @@ def main():
         assert_replicas(sets)
         assert_notes(sets)
         assert_storm_control(sets)
+        assert_integers_are_digits()
         assert_every_variable_is_settable()
         assert_bad_values_fail_clearly()
         check_chart_files()

@@ -454,6 +454,92 @@ def assert_storm_control(sets):
         check(list(env.values()) == expected, f"{sentry} reaches the agent: {env}")
 
 
+def integer_settings():
+    """The sentry.* keys the schema types as whole numbers, each with its schema."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+
+    def resolve(node):
+        while "$ref" in node:
+            node = schema["definitions"][node["$ref"].rsplit("/", 1)[1]]
+        return node
+
+    return {key: resolve(node) for key, node in schema["properties"]["sentry"]["properties"].items()
+            if resolve(node).get("type") == "integer"}
+
+
+def assert_integers_are_digits():
+    """Whole numbers reach the agent as plain digits however large: Helm reads values files
+    as float64, which toString writes as 1e+06 from a million on, and the agent exits on that."""
+    settings = integer_settings()
+    check(len(settings) >= 13 and {"dedupCapacity", "queueSize", "stormIssues", "maxEventsPerIssue"} <= set(settings),
+          f"the schema's whole-number settings are found: {sorted(settings)}")
+    before = {name: e.get("value") for name, e in env_of(documents(render({}))).items()}
+    for number in (2500000, 123456789):
+        for key, node in settings.items():
+            values = {"sentry": {key: number}}
+            # Above the schema's maximum (containerLogs, httpPort) as if it were skipped: the
+            # agent then names the setting and its own limit, not "1e+06".
+            schema_allows = node.get("maximum", number) >= number
+            env = env_of(documents(render(values) if schema_allows else render_without_schema(values)))
+            changed = {name: e.get("value") for name, e in env.items() if before.get(name) != e.get("value")}
+            expected = f"0.0.0.0:{number}" if key == "httpPort" else str(number)
+            check(len(changed) == 1 and list(changed.values()) == [expected],
+                  f"sentry.{key}: {number} reaches the agent as {expected}: {changed}")
+    # Only whole numbers are rewritten: a fraction (which the schema refuses) is passed as
+    # written for the agent to refuse by name, never rounded.
+    env = env_of(documents(render_without_schema({"sentry": {"queueSize": 2.5}})))
+    check(env["SENTRY_K8S_QUEUE_SIZE"]["value"] == "2.5", f"a fraction passes as written: {env['SENTRY_K8S_QUEUE_SIZE']}")
+
+
+# Durations at the agent's limit of 8760h (src/config/parse.rs duration: a year, in any unit,
+# decimals and leading zeros read as numbers), each run through the agent: it starts with
+# the first list and exits 2 on the second ("must be at most 8760h (a year)").
+DURATIONS_AGENT_TAKES = ["8760h", "8760.0h", "08760.000h", "8759.999h", "525600m", "525599.5m", "31536000",
+                         "31536000s", "031536000.00s", "31535999.9", "31536000000ms", "31535999999.9ms", "0.5ms",
+                         "0", "90", "1.5h", "999h", "9999m"]
+DURATIONS_AGENT_REFUSES = ["8761h", "8760.001h", "08761h", "10000h", "99999999h", "525601m", "525600.5m",
+                           "1000000m", "31536001", "31536000.0001s", "99999999s", "31536000001ms",
+                           "31536000000.5ms", "99999999999ms", "99999999999999999999999h"]
+
+
+def duration_settings():
+    """The keys (sentry.x, lease.x) whose schema is one of the duration types."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    return [(section, key) for section in ("sentry", "lease")
+            for key, node in schema["properties"][section]["properties"].items()
+            if node.get("$ref") in ("#/definitions/duration", "#/definitions/positiveDuration")]
+
+
+def assert_durations_bounded():
+    """The schema refuses the durations the agent refuses (more than 8760h) and takes the rest."""
+    settings = duration_settings()
+    check(len(settings) >= 10 and ("sentry", "eventTtl") in settings and ("lease", "duration") in settings,
+          f"the schema's duration settings are found: {settings}")
+
+    def verdict(chart, section, key, value):
+        try:
+            chart.validate_schema({section: {key: value}})
+            return True, ""
+        except helm.HelmError as e:
+            return False, str(e)
+
+    with helm.Chart.load(CHART) as chart:
+        for value in DURATIONS_AGENT_TAKES:
+            ok, error = verdict(chart, "sentry", "eventTtl", value)
+            check(ok, f"sentry.eventTtl {value!r}: the agent takes it, so must the schema: {error}")
+        for value in DURATIONS_AGENT_REFUSES:
+            ok, _ = verdict(chart, "sentry", "eventTtl", value)
+            check(not ok, f"sentry.eventTtl {value!r}: the agent refuses it (over 8760h), so must the schema")
+        # Every duration setting is bounded, and the failure names it.
+        for section, key in settings:
+            for value in ("8761h", "525601m", "31536001s", "31536000001ms"):
+                ok, error = verdict(chart, section, key, value)
+                check(not ok and f"'/{section}/{key}'" in error,
+                      f"{section}.{key} {value!r}: refused by the schema, naming the key: {error or 'accepted'}")
+            ok, error = verdict(chart, section, key, "8760h")
+            check(ok, f"{section}.{key} '8760h': the agent's limit itself is taken: {error}")
+
+
 def assert_every_variable_is_settable():
     """Every SENTRY_K8S_* variable the agent reads can be set through the chart."""
     # The README's table is generated from src/config/settings.rs (a cargo test keeps it so).
@@ -505,6 +591,10 @@ def assert_bad_values_fail_clearly():
         ({"sentry": {"issueWindow": "0.0h"}}, "sentry/issueWindow"),
         ({"sentry": {"issueWindow": "1d"}}, "sentry/issueWindow"),
         ({"sentry": {"stormIssues": 0}}, "sentry/stormIssues"),
+        # More than the agent's 8760h (it exits 2 at start), in any unit.
+        ({"sentry": {"eventTtl": "8761h"}}, "sentry/eventTtl"),
+        ({"sentry": {"issueWindow": "525601m"}}, "sentry/issueWindow"),
+        ({"lease": {"duration": "99999999h"}}, "lease/duration"),
     ]:
         try:
             render(values)
@@ -630,6 +720,8 @@ def main():
         assert_replicas(sets)
         assert_notes(sets)
         assert_storm_control(sets)
+        assert_integers_are_digits()
+        assert_durations_bounded()
         assert_every_variable_is_settable()
         assert_bad_values_fail_clearly()
         check_chart_files()

@@ -47,6 +47,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if or .Values.existingSecret .Values.sentry.dsn }}true{{ end }}
 {{- end }}
 
+{{/* A whole-number setting as the agent reads it: plain digits. Numbers from values files
+(and JSON) are float64 in Helm, which toString writes as 1e+06 from a million on, and the
+agent refuses that. printf "%.0f" cannot overflow as int64 would; other values (ints from
+--set, strings, fractions) pass as written, so the agent names anything it cannot read. */}}
+{{- define "sentry-kubernetes.integer" -}}
+{{- if and (kindIs "float64" .) (eq (floor .) .) }}{{ printf "%.0f" . }}{{ else }}{{ toString . }}{{ end }}
+{{- end }}
+
 {{/* A value of the community chart's booleans ("1", "true", true) as the agent reads it. */}}
 {{- define "sentry-kubernetes.bool" -}}
 {{- $v := . | toString | lower | trim }}

@@ -2,11 +2,18 @@
 //! its workload (root owner), so a reported event carries the earlier events of the same
 //! object and of its workload's other objects — never of unrelated ones.
 //!
+//! Only a reported occurrence's owners are looked up. One that is only remembered goes
+//! under the deepest owner already known (cached); when a reported occurrence resolves its
+//! chain, what waits under any object of that chain joins the workload ([`Trail::absorb`]).
+//! So the pod's own events, its ReplicaSet's and its Deployment's are always there; a
+//! sibling pod's are once that pod's owners were known when it was remembered.
+//!
 //! Bounded twice: a cap on workloads tracked (least recently touched evicted) and on
 //! entries per workload (oldest dropped); both evictions are counted by the caller.
 
 use std::collections::VecDeque;
 use std::num::NonZeroUsize;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use lru::LruCache;
@@ -15,13 +22,15 @@ use crate::event::KubeEvent;
 use crate::labels::label_enum;
 use crate::limits::{MAX_CRUMB_MESSAGE_CHARS, MAX_TAG_VALUE_CHARS, truncate};
 
-/// One earlier occurrence.
+/// One earlier occurrence. Shared (an [`Arc`]) between the trail and every event that
+/// lists it: built once, never copied.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Crumb {
     pub at: DateTime<Utc>,
     pub warning: bool,
     pub reason: String,
-    pub message: String,
+    /// What the breadcrumb says: `<reason>: <message>`, the message cut.
+    pub text: String,
     pub kind: String,
     pub name: String,
     pub count: i64,
@@ -31,11 +40,16 @@ pub struct Crumb {
 
 impl Crumb {
     pub fn of(event: &KubeEvent, at: DateTime<Utc>) -> Self {
+        let reason = truncate(&event.reason, MAX_TAG_VALUE_CHARS).into_owned();
+        let text = format!(
+            "{reason}: {}",
+            truncate(&event.message, MAX_CRUMB_MESSAGE_CHARS)
+        );
         Self {
             at,
             warning: !event.is_normal(),
-            reason: truncate(&event.reason, MAX_TAG_VALUE_CHARS).into_owned(),
-            message: truncate(&event.message, MAX_CRUMB_MESSAGE_CHARS).into_owned(),
+            reason,
+            text,
             kind: truncate(&event.involved.kind, MAX_TAG_VALUE_CHARS).into_owned(),
             name: truncate(&event.involved.name, MAX_TAG_VALUE_CHARS).into_owned(),
             count: event.count(),
@@ -81,14 +95,14 @@ impl TrailEvictions {
 }
 
 pub struct Trail {
-    workloads: LruCache<String, VecDeque<Crumb>>,
+    workloads: LruCache<String, VecDeque<Arc<Crumb>>>,
     per_workload: NonZeroUsize,
 }
 
 impl Trail {
     pub fn new(limits: TrailLimits) -> Self {
         Self {
-            workloads: LruCache::new(limits.workloads),
+            workloads: crate::bounded::lru(limits.workloads),
             per_workload: limits.per_workload,
         }
     }
@@ -99,6 +113,25 @@ impl Trail {
 
     /// Remembers an occurrence under its workload, in time order.
     pub fn record(&mut self, workload: &str, crumb: Crumb) -> TrailEvictions {
+        self.insert(workload, Arc::new(crumb))
+    }
+
+    /// Moves what was remembered under `from` (an object whose workload was not known yet)
+    /// to the workload `into`, in time order, within the bounds.
+    pub fn absorb(&mut self, from: &str, into: &str) -> TrailEvictions {
+        let mut evictions = TrailEvictions::default();
+        if from == into {
+            return evictions;
+        }
+        for crumb in self.workloads.pop(from).into_iter().flatten() {
+            let more = self.insert(into, crumb);
+            evictions.entries += more.entries;
+            evictions.workloads += more.workloads;
+        }
+        evictions
+    }
+
+    fn insert(&mut self, workload: &str, crumb: Arc<Crumb>) -> TrailEvictions {
         let mut evictions = TrailEvictions::default();
         if !self.workloads.contains(workload) {
             if self.workloads.len() == self.workloads.cap().get() {
@@ -136,11 +169,11 @@ impl Trail {
         until: DateTime<Utc>,
         event_uid: &str,
         n: usize,
-    ) -> Vec<Crumb> {
+    ) -> Vec<Arc<Crumb>> {
         let Some(entries) = self.workloads.get(workload) else {
             return Vec::new();
         };
-        let mut earlier: Vec<Crumb> = entries
+        let mut earlier: Vec<Arc<Crumb>> = entries
             .iter()
             .rev()
             .filter(|c| c.at <= until && c.event_uid != event_uid)
@@ -161,7 +194,7 @@ mod tests {
             at: DateTime::from_timestamp(at, 0).unwrap(),
             warning: reason == "BackOff",
             reason: reason.into(),
-            message: String::new(),
+            text: format!("{reason}: "),
             kind: "Pod".into(),
             name: "p".into(),
             count: 1,
@@ -186,13 +219,13 @@ mod tests {
         let reasons: Vec<_> = t
             .before("w", DateTime::from_timestamp(30, 0).unwrap(), "e3", 10)
             .into_iter()
-            .map(|c| c.reason)
+            .map(|c| c.reason.clone())
             .collect();
         assert_eq!(reasons, ["Scheduled", "Started"]);
         let last_one: Vec<_> = t
             .before("w", DateTime::from_timestamp(40, 0).unwrap(), "e4", 1)
             .into_iter()
-            .map(|c| c.reason)
+            .map(|c| c.reason.clone())
             .collect();
         assert_eq!(last_one, ["BackOff"]);
         assert!(
@@ -208,6 +241,34 @@ mod tests {
         t.record("w", crumb(10, "BackOff", "e1"));
         let all = t.before("w", DateTime::from_timestamp(20, 0).unwrap(), "x", 10);
         assert_eq!(all.len(), 1);
+    }
+
+    #[test]
+    fn what_waited_under_an_object_joins_its_workload_in_order() {
+        let mut t = Trail::new(limits(10, 3));
+        t.record("pod-uid", crumb(10, "Scheduled", "e1"));
+        t.record("pod-uid", crumb(30, "Started", "e3"));
+        t.record("deploy-uid", crumb(20, "ScalingReplicaSet", "e2"));
+        t.record("deploy-uid", crumb(5, "ScalingReplicaSet", "e0"));
+        let evicted = t.absorb("pod-uid", "deploy-uid");
+        assert_eq!(evicted.entries, 1, "the oldest goes, as if recorded there");
+        let reasons: Vec<_> = t
+            .before(
+                "deploy-uid",
+                DateTime::from_timestamp(40, 0).unwrap(),
+                "x",
+                10,
+            )
+            .into_iter()
+            .map(|c| c.reason.clone())
+            .collect();
+        assert_eq!(reasons, ["Scheduled", "ScalingReplicaSet", "Started"]);
+        assert_eq!(t.workloads(), 1, "nothing left under the pod");
+        assert_eq!(
+            t.absorb("deploy-uid", "deploy-uid"),
+            TrailEvictions::default()
+        );
+        assert_eq!(t.absorb("gone", "deploy-uid"), TrailEvictions::default());
     }
 
     #[test]

@@ -8,10 +8,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sentry::protocol::{Breadcrumb, ClientSdkInfo, Context, Event, Level, Map};
+use sentry::protocol::{ClientSdkInfo, Context, Event, Level, Map};
 use serde_json::{Value, json};
 
-use crate::breadcrumbs::Crumb;
 use crate::config::Config;
 use crate::crons::slug::SlugBook;
 use crate::enrich::Enrichment;
@@ -22,6 +21,7 @@ use crate::limits::{
     MAX_CONTEXT_STRING_CHARS, MAX_CULPRIT_CHARS, MAX_FINGERPRINT_PART_CHARS, MAX_MESSAGE_CHARS,
     event_time, tag_key, tag_value, truncate,
 };
+use crate::report::Report;
 
 /// Namespace for deterministic event ids: the same occurrence always gets the same id, so
 /// Sentry discards a resend instead of storing it twice.
@@ -84,21 +84,23 @@ fn insert_tag(tags: &mut BTreeMap<String, String>, key: &str, value: &str) {
     }
 }
 
-/// Every string in a context value cut to [`MAX_CONTEXT_STRING_CHARS`].
-fn cut_strings(value: Value) -> Value {
+/// Every string in a context value cut to [`MAX_CONTEXT_STRING_CHARS`], in place (most
+/// are short: nothing is rebuilt).
+fn cut_strings(mut value: Value) -> Value {
+    cut_in_place(&mut value);
+    value
+}
+
+fn cut_in_place(value: &mut Value) {
     match value {
-        Value::String(text) => match truncate(&text, MAX_CONTEXT_STRING_CHARS) {
-            Cow::Borrowed(_) => Value::String(text),
-            Cow::Owned(cut) => Value::String(cut),
-        },
-        Value::Array(items) => Value::Array(items.into_iter().map(cut_strings).collect()),
-        Value::Object(fields) => Value::Object(
-            fields
-                .into_iter()
-                .map(|(k, v)| (k, cut_strings(v)))
-                .collect(),
-        ),
-        other => other,
+        Value::String(text) => {
+            if let Cow::Owned(cut) = truncate(text, MAX_CONTEXT_STRING_CHARS) {
+                *text = cut;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(cut_in_place),
+        Value::Object(fields) => fields.values_mut().for_each(cut_in_place),
+        _ => {}
     }
 }
 
@@ -161,25 +163,6 @@ fn event_context(event: &KubeEvent, length: usize, original_time: Option<String>
     }))
 }
 
-fn breadcrumb(crumb: &Crumb, now: DateTime<Utc>) -> Breadcrumb {
-    let mut data = Map::new();
-    data.insert("kind".into(), cut_strings(json!(crumb.kind)));
-    data.insert("name".into(), cut_strings(json!(crumb.name)));
-    data.insert("count".into(), json!(crumb.count));
-    Breadcrumb {
-        timestamp: SystemTime::from(event_time(Some(crumb.at), now).0),
-        ty: "default".into(),
-        category: Some("k8s.event".into()),
-        level: if crumb.warning {
-            Level::Warning
-        } else {
-            Level::Info
-        },
-        message: Some(format!("{}: {}", crumb.reason, crumb.message)),
-        data,
-    }
-}
-
 /// Says on an event how many occurrences of its issue storm control held back since the
 /// last one reported: `extra.suppressed_occurrences` and a `storm_control` context.
 pub fn add_suppressed(
@@ -208,7 +191,7 @@ pub fn to_sentry_event(
     enrichment: &Enrichment,
     settings: &Settings,
     now: DateTime<Utc>,
-) -> Event<'static> {
+) -> Report {
     let (message, combined) = grouping::strip_combined(&event.message);
     let involved = &event.involved;
     let object_name = if involved.name.is_empty() {
@@ -425,7 +408,7 @@ pub fn to_sentry_event(
         );
     }
 
-    Event {
+    let event = Event {
         event_id: event_id(event),
         level: Level::Error,
         message: Some(truncate(&full_message, MAX_MESSAGE_CHARS).into_owned()),
@@ -443,12 +426,6 @@ pub fn to_sentry_event(
         release: settings.release.clone().map(Cow::Owned),
         tags,
         contexts,
-        breadcrumbs: enrichment
-            .breadcrumbs
-            .iter()
-            .map(|crumb| breadcrumb(crumb, now))
-            .collect::<Vec<_>>()
-            .into(),
         fingerprint: Cow::Owned(
             fingerprint
                 .into_iter()
@@ -462,12 +439,14 @@ pub fn to_sentry_event(
             packages: Vec::new(),
         })),
         ..Default::default()
-    }
+    };
+    Report::new(event, enrichment.breadcrumbs.clone(), now)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::breadcrumbs::Crumb;
     use crate::event::ObjectRef;
     use crate::limits::MAX_TAG_VALUE_CHARS;
 
@@ -513,7 +492,8 @@ mod tests {
             release: Some("1.2.3".into()),
             ..Settings::default()
         };
-        let e = to_sentry_event(&backoff(), &Enrichment::bare(&backoff()), &settings, now());
+        let e =
+            to_sentry_event(&backoff(), &Enrichment::bare(&backoff()), &settings, now()).to_event();
         assert_eq!(
             e.message.as_deref(),
             Some("web-1: Back-off restarting failed container app in pod web-1_shop(p1)")
@@ -571,7 +551,8 @@ mod tests {
         let mut ev = backoff();
         ev.message = "é".repeat(1 << 20);
         ev.reason = format!("Reason\n{}", "x".repeat(500));
-        let e = to_sentry_event(&ev, &Enrichment::bare(&ev), &Settings::default(), now());
+        let e =
+            to_sentry_event(&ev, &Enrichment::bare(&ev), &Settings::default(), now()).to_event();
         let message = e.message.unwrap();
         assert_eq!(message.chars().count(), MAX_MESSAGE_CHARS);
         assert!(message.ends_with('…'));
@@ -594,17 +575,17 @@ mod tests {
         ev.involved.name = "n".repeat(5000);
         ev.source_component = "c".repeat(5000);
         let mut enrichment = Enrichment::bare(&ev);
-        enrichment.breadcrumbs.push(Crumb {
+        enrichment.breadcrumbs.push(Arc::new(Crumb {
             at: "1969-01-01T00:00:00Z".parse().unwrap(),
             warning: true,
             reason: "Old".into(),
-            message: "older still".into(),
+            text: "Old: older still".into(),
             kind: "Pod".into(),
             name: "p".into(),
             count: 1,
             event_uid: "e0".into(),
-        });
-        let e = to_sentry_event(&ev, &enrichment, &Settings::default(), now());
+        }));
+        let e = to_sentry_event(&ev, &enrichment, &Settings::default(), now()).to_event();
         let json = serde_json::to_value(&e).expect("serialisable: no time before 1970");
         assert_eq!(e.timestamp, SystemTime::from(now()), "reported at receipt");
         let Context::Other(ctx) = &e.contexts["kubernetes_event"] else {
@@ -671,7 +652,7 @@ mod tests {
                 link("CronJob", "report.v2", &[("team", "data")]),
             ],
         };
-        let e = to_sentry_event(&ev, &enrichment, &settings, now());
+        let e = to_sentry_event(&ev, &enrichment, &settings, now()).to_event();
         let ctx = |name: &str| -> Map<String, Value> {
             let Context::Other(ctx) = &e.contexts[name] else {
                 panic!("{name}")
@@ -685,7 +666,8 @@ mod tests {
         assert!(ctx("owners")["chain"][1].get("labels").is_none());
 
         ev.involved.kind = String::new();
-        let e = to_sentry_event(&ev, &Enrichment::bare(&ev), &Settings::default(), now());
+        let e =
+            to_sentry_event(&ev, &Enrichment::bare(&ev), &Settings::default(), now()).to_event();
         assert_eq!(e.tags["object_name"], "web-1");
         assert!(!e.contexts.contains_key("monitor") && !e.contexts.contains_key("kubernetes"));
     }

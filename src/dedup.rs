@@ -117,7 +117,7 @@ pub struct SeenEvents {
 impl SeenEvents {
     pub fn new(capacity: NonZeroUsize, event_ttl: Duration) -> Self {
         Self {
-            entries: LruCache::new(capacity),
+            entries: crate::bounded::lru(capacity),
             lifetime: event_ttl + EXPIRY_MARGIN,
         }
     }

@@ -20,7 +20,7 @@ const NODES_REMEMBERED: usize = 20_000;
 pub struct Enrichment {
     pub chain: Chain,
     pub node: Option<String>,
-    pub breadcrumbs: Vec<Crumb>,
+    pub breadcrumbs: Vec<Arc<Crumb>>,
     /// A crashed container's last lines, when they were read.
     pub logs: Option<ContainerLog>,
 }
@@ -60,7 +60,7 @@ pub struct Nodes(Arc<Mutex<LruCache<String, String>>>);
 
 impl Default for Nodes {
     fn default() -> Self {
-        Self(Arc::new(Mutex::new(LruCache::new(
+        Self(Arc::new(Mutex::new(crate::bounded::lru(
             NonZeroUsize::new(NODES_REMEMBERED).expect("non-zero"),
         ))))
     }
@@ -99,10 +99,11 @@ impl Enricher {
         self.trail.workloads()
     }
 
-    /// Remembers an occurrence under its workload (the root of `chain`), for the
-    /// breadcrumbs of later ones and the pod's node; returns the enrichment of a reported
-    /// one (`report`), which leaves the occurrence itself out of its breadcrumbs; and what
-    /// remembering it evicted.
+    /// Remembers an occurrence under its workload (the root of `chain`; for one only
+    /// remembered, the chain as far as known), for the breadcrumbs of later ones and the
+    /// pod's node; returns the enrichment of a reported one (`report`), which gathers what
+    /// waited under the objects of its chain and leaves the occurrence itself out of its
+    /// breadcrumbs; and what remembering it evicted.
     pub fn observe(
         &mut self,
         event: &KubeEvent,
@@ -124,6 +125,13 @@ impl Enricher {
         };
         if !report {
             return (None, evictions);
+        }
+        // What was remembered before its owners were known joins the workload now.
+        let mut evictions = evictions;
+        for object in chain.objects() {
+            let absorbed = self.trail.absorb(&object.key(&event.namespace), &workload);
+            evictions.entries += absorbed.entries;
+            evictions.workloads += absorbed.workloads;
         }
         let node = if event.source_host.is_empty() {
             chain

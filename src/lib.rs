@@ -14,7 +14,9 @@
 //!   last lines; [`gke`]: the GKE cluster's tags and console links.
 //! - [`routing`]: which DSN an event goes to; [`storm`]: how many an issue may get.
 //! - [`grouping`] and [`convert`]: the Sentry event, its tags, contexts and fingerprint,
-//!   within Sentry's [`limits`].
+//!   within Sentry's [`limits`]; [`report`]: the event as sent, its breadcrumbs written
+//!   straight from the trail.
+//! - [`bounded`]: caches that hold at most their bound and cost memory only as they fill.
 //! - [`delivery`]: our bounded queue in front of the HTTP transport (or the dry run).
 //! - [`pipeline`]: the stages wired together.
 //! - [`crons`]: Sentry Crons check-ins for CronJob runs, beside the event pipeline.
@@ -25,6 +27,7 @@
 //! [`Agent`] runs it all; `main.rs` only reads the command line and the configuration and
 //! waits for a signal.
 
+pub mod bounded;
 pub mod breadcrumbs;
 pub mod checkpoint;
 pub mod cluster;
@@ -51,6 +54,7 @@ pub mod owners;
 pub mod pipeline;
 pub mod pods;
 pub mod redact;
+pub mod report;
 pub mod routing;
 pub mod scrub;
 pub mod shutdown;

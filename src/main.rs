@@ -58,7 +58,11 @@ fn main() -> ExitCode {
     for notice in notices {
         tracing::warn!("{notice}");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: the agent's work per event is microseconds, and waits dominate. Measured
+    // on the benchmark: the same CPU per event as a worker pool, a megabyte less resident,
+    // and no cross-thread wakeups (benches/RESULTS.md). Blocking work (DNS) still gets
+    // tokio's blocking threads.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

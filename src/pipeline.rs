@@ -433,6 +433,12 @@ async fn resolve(
         involved.namespace = occurrence.event.namespace.clone();
     }
     let owners = async {
+        if !occurrence.report {
+            // Only remembered (history, Normal, a follower's): owners as far as already
+            // known, never a request. Its breadcrumb joins the workload when a reported
+            // occurrence resolves the chain.
+            return (resolver.known_chain(&involved), None);
+        }
         let chain = resolver.chain(&involved).await;
         let namespace = if occurrence.report && routing::needs_namespace(&chain, custom_dsns) {
             resolver.namespace(&occurrence.event.namespace).await
@@ -527,16 +533,16 @@ impl Reporter {
             self.metrics.custom_dsn.inc(outcome);
         }
         let destination = route.destination;
-        let mut sentry_event =
+        let mut report =
             convert::to_sentry_event(&event, &enrichment, &self.settings, chrono::Utc::now());
         // Storm control, per Sentry issue: held back, counted, decided (never sent later).
-        match self.storm.admit(&sentry_event.fingerprint, Instant::now()) {
+        match self.storm.admit(&report.event.fingerprint, Instant::now()) {
             Admit::Suppress { first } => {
                 if first {
                     tracing::warn!(
                         namespace = %event.namespace,
                         reason = %event.reason,
-                        fingerprint = ?sentry_event.fingerprint,
+                        fingerprint = ?report.event.fingerprint,
                         limit = self.limit,
                         window_secs = self.window.as_secs(),
                         "storm control: issue over its limit; further occurrences in this window are counted, not sent"
@@ -552,7 +558,7 @@ impl Reporter {
                 return;
             }
             Admit::Report { suppressed } if suppressed > 0 => {
-                convert::add_suppressed(&mut sentry_event, suppressed, self.limit, self.window);
+                convert::add_suppressed(&mut report.event, suppressed, self.limit, self.window);
             }
             Admit::Report { .. } => {}
         }
@@ -563,12 +569,7 @@ impl Reporter {
         }
         debug!(namespace = %event.namespace, reason = %event.reason, object = %event.involved.name, root = %enrichment.chain.root().name, "reporting");
         let done = ticket.map(|ticket| -> Done { Box::new(move |_fate| ticket.decided()) });
-        if self
-            .delivery
-            .deliver(sentry_event, &destination, done)
-            .await
-            != Handoff::Dropped
-        {
+        if self.delivery.deliver(report, &destination, done).await != Handoff::Dropped {
             self.metrics.reported.inc();
         }
     }

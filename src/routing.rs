@@ -109,7 +109,7 @@ impl Router {
     pub fn new(custom_dsns: bool) -> Self {
         Self {
             custom_dsns,
-            warned: LruCache::new(NonZeroUsize::new(WARNED_REMEMBERED).expect("non-zero")),
+            warned: crate::bounded::lru(NonZeroUsize::new(WARNED_REMEMBERED).expect("non-zero")),
         }
     }
 

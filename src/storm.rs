@@ -71,7 +71,7 @@ impl StormControl {
         Self {
             limit: limit as u64,
             window,
-            issues: LruCache::new(issues),
+            issues: crate::bounded::lru(issues),
             hasher: std::hash::RandomState::new(),
         }
     }

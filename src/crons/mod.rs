@@ -134,7 +134,7 @@ impl CronMonitor {
             cronjobs: HashMap::new(),
             slugs,
             told_full: false,
-            sent: LruCache::new(NonZeroUsize::new(RUNS_REMEMBERED).expect("non-zero")),
+            sent: crate::bounded::lru(NonZeroUsize::new(RUNS_REMEMBERED).expect("non-zero")),
         }
     }
 

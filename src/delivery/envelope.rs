@@ -1,18 +1,24 @@
-//! The wire form of what the agent sends: Sentry protocol types serialised by the SDK's own
-//! envelope code, then gzipped with one compressor reused for every envelope (a fresh one
-//! per ~2 KB envelope cost more than the rest of the work).
+//! The wire form of what the agent sends: an event's envelope written here (the SDK's
+//! format: headers, item header with its length, the event with its breadcrumbs, see
+//! [`Report`]), a check-in's by the SDK's own envelope code; then gzipped with one
+//! compressor reused for every envelope (a fresh one per ~2 KB envelope cost more than the
+//! rest of the work).
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 use sentry::Envelope;
-use sentry::protocol::{EnvelopeItem, Event, MonitorCheckIn};
+#[cfg(test)]
+use sentry::protocol::Event;
+use sentry::protocol::{EnvelopeHeaders, EnvelopeItem, MonitorCheckIn};
 
 use super::outcome::DropReason;
+use crate::report::Report;
 
 /// Relay rejects envelopes with an event item larger than this.
 pub const MAX_ENVELOPE_BYTES: usize = 1024 * 1024;
 
-/// The envelope of one event.
+/// The envelope of one event, as the SDK builds it.
+#[cfg(test)]
 pub fn of_event(event: Event<'static>) -> Envelope {
     Envelope::from(event)
 }
@@ -27,6 +33,8 @@ pub fn of_check_in(check_in: MonitorCheckIn) -> Envelope {
 /// Serialises and compresses envelopes, reusing its buffers and compressor state.
 pub struct Encoder {
     raw: Vec<u8>,
+    /// An event item, written before its header (which carries its length).
+    item: Vec<u8>,
     deflate: Compress,
 }
 
@@ -40,6 +48,7 @@ impl Encoder {
     pub fn new() -> Self {
         Self {
             raw: Vec::with_capacity(16 * 1024),
+            item: Vec::with_capacity(16 * 1024),
             deflate: Compress::new(Compression::fast(), false),
         }
     }
@@ -54,6 +63,31 @@ impl Encoder {
         if self.raw.len() > MAX_ENVELOPE_BYTES {
             return Err(DropReason::TooLarge);
         }
+        Ok(Bytes::from(self.gzip()))
+    }
+
+    /// The gzipped envelope of one event: what [`Envelope::to_writer`] writes for it, with
+    /// the breadcrumbs serialised from the trail's entries (see [`Report`]).
+    pub fn encode_event(&mut self, report: &Report) -> Result<Bytes, DropReason> {
+        use std::io::Write;
+        self.item.clear();
+        if serde_json::to_writer(&mut self.item, report).is_err() {
+            return Err(DropReason::Rejected);
+        }
+        if self.item.len() > MAX_ENVELOPE_BYTES {
+            return Err(DropReason::TooLarge);
+        }
+        self.raw.clear();
+        let headers = EnvelopeHeaders::new().with_event_id(report.event.event_id);
+        serde_json::to_writer(&mut self.raw, &headers).map_err(|_| DropReason::Rejected)?;
+        // Writing into memory cannot fail.
+        let _ = writeln!(
+            self.raw,
+            "\n{{\"type\":\"event\",\"length\":{}}}",
+            self.item.len()
+        );
+        self.raw.extend_from_slice(&self.item);
+        self.raw.push(b'\n');
         Ok(Bytes::from(self.gzip()))
     }
 
@@ -131,6 +165,49 @@ mod tests {
     }
 
     #[test]
+    fn an_events_envelope_is_what_the_sdk_writes_for_it() {
+        use crate::breadcrumbs::Crumb;
+        use std::sync::Arc;
+        let crumb = |at: &str, warning| {
+            Arc::new(Crumb {
+                at: at.parse().unwrap(),
+                warning,
+                reason: "BackOff".into(),
+                text: "BackOff: Back-off restarting failed container".into(),
+                kind: "Pod".into(),
+                name: "web-1".into(),
+                count: 2,
+                event_uid: "e1".into(),
+            })
+        };
+        let event = Event {
+            message: Some("web-1: Back-off restarting failed container".into()),
+            ..Default::default()
+        };
+        let report = Report::new(
+            event,
+            vec![
+                crumb("2026-11-29T11:00:00Z", false),
+                crumb("2026-11-29T11:30:00.5Z", true),
+            ],
+            "2026-11-29T12:00:00Z".parse().unwrap(),
+        );
+        let ours = gunzip(&Encoder::new().encode_event(&report).unwrap());
+        let mut sdks = Vec::new();
+        of_event(report.to_event()).to_writer(&mut sdks).unwrap();
+        let lines = |body: &[u8]| -> Vec<Vec<u8>> {
+            body.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect()
+        };
+        let (ours_lines, sdks_lines) = (lines(&ours), lines(&sdks));
+        assert_eq!(ours_lines.len(), sdks_lines.len());
+        assert_eq!(ours_lines[0], sdks_lines[0], "envelope headers");
+        assert_eq!(ours_lines[1], sdks_lines[1], "item header and length");
+        let json = |line: &[u8]| serde_json::from_slice::<serde_json::Value>(line).unwrap();
+        assert_eq!(json(&ours_lines[2]), json(&sdks_lines[2]), "the event");
+        assert!(Envelope::from_slice(&ours).is_ok(), "the SDK reads it back");
+    }
+
+    #[test]
     fn oversized_and_unserialisable_envelopes_are_refused_alone() {
         let mut encoder = Encoder::new();
         let mut huge = Event::default();
@@ -144,6 +221,25 @@ mod tests {
         assert_eq!(
             encoder.encode(&of_event(before_1970)),
             Err(DropReason::Rejected)
+        );
+        let before_1970 = Report::new(
+            Event {
+                timestamp: std::time::UNIX_EPOCH - std::time::Duration::from_secs(1),
+                ..Default::default()
+            },
+            Vec::new(),
+            chrono::Utc::now(),
+        );
+        assert_eq!(
+            encoder.encode_event(&before_1970),
+            Err(DropReason::Rejected)
+        );
+        let mut huge = Event::default();
+        huge.extra
+            .insert("blob".into(), "x".repeat(2 * MAX_ENVELOPE_BYTES).into());
+        assert_eq!(
+            encoder.encode_event(&Report::new(huge, Vec::new(), chrono::Utc::now())),
+            Err(DropReason::TooLarge)
         );
         assert!(
             encoder.encode(&of_event(Event::default())).is_ok(),

@@ -23,7 +23,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use sentry::protocol::{Event, MonitorCheckIn};
+use bytes::Bytes;
+use sentry::protocol::MonitorCheckIn;
 use sentry::types::Dsn;
 use tokio::sync::Semaphore;
 use tracing::{info, warn};
@@ -31,6 +32,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::redact::describe_dsn;
+use crate::report::Report;
 use crate::routing::Destination;
 use budget::Budget;
 use envelope::Encoder;
@@ -122,13 +124,13 @@ impl Delivery {
     /// `SENTRY_K8S_QUEUE_TIMEOUT`. `done` hears the envelope's fate.
     pub async fn deliver(
         &self,
-        event: Event<'static>,
+        report: Report,
         destination: &Destination,
         done: Option<Done>,
     ) -> Handoff {
         match &self.sentry {
             None => {
-                let handoff = print_line(&event, &self.metrics);
+                let handoff = print_line(&report, &self.metrics);
                 if let Some(done) = done {
                     done(match handoff {
                         Handoff::Printed => Fate::Sent,
@@ -139,8 +141,8 @@ impl Delivery {
             }
             Some(sentry) => {
                 sentry
-                    .send(destination, Category::Error, done, || {
-                        envelope::of_event(event)
+                    .send(destination, Category::Error, done, |encoder| {
+                        encoder.encode_event(&report)
                     })
                     .await
             }
@@ -153,8 +155,8 @@ impl Delivery {
             None => print_line(&serde_json::json!({ "check_in": check_in }), &self.metrics),
             Some(sentry) => {
                 sentry
-                    .send(destination, Category::Monitor, None, || {
-                        envelope::of_check_in(check_in)
+                    .send(destination, Category::Monitor, None, |encoder| {
+                        encoder.encode(&envelope::of_check_in(check_in))
                     })
                     .await
             }
@@ -204,7 +206,7 @@ impl SentryDelivery {
         destination: &Destination,
         category: Category,
         done: Option<Done>,
-        envelope: impl FnOnce() -> sentry::Envelope,
+        encode: impl FnOnce(&mut Encoder) -> Result<Bytes, DropReason>,
     ) -> Handoff {
         let dsn: Option<&Dsn> = match destination {
             Destination::Main => None,
@@ -227,7 +229,7 @@ impl SentryDelivery {
                 return Handoff::Dropped;
             }
         };
-        let encoded = self.encoder.lock().unwrap().encode(&envelope());
+        let encoded = encode(&mut self.encoder.lock().unwrap());
         match encoded {
             Ok(body) => {
                 reservation.fill(body, done);

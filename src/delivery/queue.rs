@@ -88,7 +88,7 @@ impl Queue {
         Self {
             lanes: Mutex::new(Lanes {
                 main,
-                others: LruCache::new(destinations),
+                others: crate::bounded::lru(destinations),
                 told_too_many: false,
             }),
             shared,

@@ -134,7 +134,7 @@ pub struct OwnerCache {
 impl OwnerCache {
     pub fn new(limits: CacheLimits) -> Self {
         Self {
-            entries: LruCache::new(limits.capacity),
+            entries: crate::bounded::lru(limits.capacity),
             ttl: limits.ttl,
         }
     }

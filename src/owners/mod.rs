@@ -79,7 +79,7 @@ impl OwnerResolver {
                 client,
                 cache: Mutex::new(OwnerCache::new(limits)),
                 in_flight: Mutex::new(HashMap::new()),
-                logged: Mutex::new(LruCache::new(
+                logged: Mutex::new(crate::bounded::lru(
                     NonZeroUsize::new(LOGGED_KINDS).expect("non-zero"),
                 )),
                 metrics,
@@ -137,6 +137,42 @@ impl OwnerResolver {
         while links.len() < MAX_DEPTH {
             let current = &links.last().expect("never empty").object;
             let Ok(meta) = self.lookup(current).await else {
+                break;
+            };
+            let owner = meta.controller.clone();
+            let last = links.last_mut().expect("never empty");
+            if last.object.uid.is_empty() {
+                last.object.uid = meta.object.uid.clone();
+            }
+            last.meta = Some(meta);
+            match owner {
+                Some(owner) => links.push(Link {
+                    object: owner,
+                    meta: None,
+                }),
+                None => break,
+            }
+        }
+        Chain { links }
+    }
+
+    /// The owner chain as far as the cache knows it, without a request: it ends at the
+    /// first object whose metadata is not cached (or expired). For occurrences that are
+    /// only remembered: their breadcrumbs wait under the deepest object known until a
+    /// reported occurrence resolves the whole chain (see `Enricher`).
+    pub fn known_chain(&self, involved: &ObjectRef) -> Chain {
+        let mut links = vec![Link {
+            object: involved.clone(),
+            meta: None,
+        }];
+        let mut cache = self.inner.cache.lock().unwrap();
+        let now = Instant::now();
+        while links.len() < MAX_DEPTH {
+            let current = &links.last().expect("never empty").object;
+            if readable_resource(&current.api_version, &current.kind).is_none() {
+                break;
+            }
+            let Some(Ok(meta)) = cache.get(&current.key(""), now) else {
                 break;
             };
             let owner = meta.controller.clone();

@@ -565,6 +565,101 @@ async fn warning_breadcrumbs_include_earlier_failures_and_respect_the_count() {
     agent.stop().await;
 }
 
+/// Stored history is only remembered: starting over it costs no owner request, and the
+/// first report of a workload still carries it (its own pod's, ReplicaSet's and
+/// Deployment's events), gathered when that report resolves the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_costs_no_owner_lookups_and_still_becomes_breadcrumbs() {
+    let world = World::new().await;
+    let s = &world.server;
+    let web = deployment_chain(s, "shop", "web", 2);
+    let other = deployment_chain(s, "shop", "other", 1);
+    let pod = &web.pods[0];
+    let t0 = Utc::now() - Duration::minutes(10);
+    let at = |m: i64| t0 + Duration::minutes(m);
+    s.create(
+        EventFixture::normal("shop", "web.1", "ScalingReplicaSet", "Scaled up")
+            .about("Deployment", "web")
+            .involved_uid(uid(&web.deployment))
+            .timestamps(at(0), at(0))
+            .build(),
+    )
+    .unwrap();
+    s.create(
+        EventFixture::normal("shop", "rs.1", "SuccessfulCreate", "Created pod")
+            .about("ReplicaSet", name(&web.replicaset))
+            .involved_uid(uid(&web.replicaset))
+            .timestamps(at(1), at(1))
+            .build(),
+    )
+    .unwrap();
+    s.create(
+        pod_event(pod, "1", "Normal", "Started", "Started container app")
+            .timestamps(at(2), at(2))
+            .build(),
+    )
+    .unwrap();
+    // Stored Warnings are history too (historical replay is off).
+    s.create(
+        pod_event(pod, "2", "Warning", "BackOff", "Back-off restarting")
+            .timestamps(at(3), at(3))
+            .build(),
+    )
+    .unwrap();
+    s.create(
+        pod_event(&other.pods[0], "1", "Warning", "BackOff", "other crashing")
+            .timestamps(at(3), at(3))
+            .build(),
+    )
+    .unwrap();
+    let agent = world
+        .start(&[("SENTRY_K8S_WATCH_NAMESPACES", "shop")])
+        .await;
+    world.sentinel("shop", "s0").await;
+    let metrics = agent.metrics.clone();
+    assert_eq!(
+        metrics.owner_lookups.get(LookupOutcome::Fetched),
+        0,
+        "no owner fetched for history"
+    );
+    s.create(
+        pod_event(pod, "3", "Warning", "Unhealthy", "Readiness probe failed")
+            .timestamps(at(5), at(5))
+            .build(),
+    )
+    .unwrap();
+    world.sentinel("shop", "s1").await;
+    let event = world
+        .reported()
+        .into_iter()
+        .find(|e| e["tags"]["reason"] == "Unhealthy")
+        .expect("the report");
+    assert_eq!(
+        event["tags"]["deployment_name"], "web",
+        "grouped by workload"
+    );
+    let messages: Vec<&str> = event["breadcrumbs"]["values"]
+        .as_array()
+        .expect("breadcrumbs")
+        .iter()
+        .map(|c| c["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        [
+            "ScalingReplicaSet: Scaled up",
+            "SuccessfulCreate: Created pod",
+            "Started: Started container app",
+            "BackOff: Back-off restarting",
+        ]
+    );
+    assert!(
+        metrics.owner_lookups.get(LookupOutcome::Fetched) >= 3,
+        "the report's chain was resolved"
+    );
+    agent.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_bounds_hold_under_ten_thousand_objects() {
     let world = World::new().await;
@@ -578,14 +673,16 @@ async fn memory_bounds_hold_under_ten_thousand_objects() {
             ("SENTRY_K8S_DRY_RUN", "1"),
         ])
         .await;
-    // 10,000 pods (gone by now: each lookup is a 404) with a Normal event each, and 6 on one.
+    // 10,000 pods (gone by now: each lookup is a 404) with a Warning each (reported, so
+    // looked up), and 6 Normal ones on one pod.
     let events: Vec<Value> = (0..10_000)
         .map(|i| {
-            EventFixture::normal(
+            EventFixture::new(
+                "Warning",
                 "load",
                 &format!("pod-{i}.e"),
-                "Pulled",
-                "Container image already present on machine",
+                "FailedMount",
+                "MountVolume.SetUp failed",
             )
             .about("Pod", &format!("pod-{i}"))
             .build()
@@ -599,7 +696,7 @@ async fn memory_bounds_hold_under_ten_thousand_objects() {
     world.server.create_all(events).unwrap();
     let metrics = agent.metrics.clone();
     eventually("10,006 events through the pipeline", || {
-        metrics.filtered.get(Filtered::Normal) >= 10_006
+        metrics.reported.get() >= 10_000 && metrics.filtered.get(Filtered::Normal) >= 6
     })
     .await;
     // The last of them is recorded once its chain is resolved; wait for it.

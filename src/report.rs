@@ -1,0 +1,228 @@
+//! A Sentry event as the agent sends it: the protocol event [`convert`](crate::convert)
+//! builds, and its breadcrumbs written straight from the trail's shared entries.
+//!
+//! Each event lists up to 20 earlier occurrences. As protocol `Breadcrumb`s they were nine
+//! allocations apiece, built again for every event that listed them — a third of the
+//! agent's allocations. Here they stay the trail's [`Crumb`]s (shared, built once) and are
+//! serialised in the protocol's exact form, so what Sentry receives is unchanged.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
+use sentry::protocol::{Breadcrumb, Event, Level, Map};
+use serde::ser::{Error as _, SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use crate::breadcrumbs::Crumb;
+use crate::limits::event_time;
+
+/// The breadcrumbs' category in Sentry.
+const CATEGORY: &str = "k8s.event";
+
+/// One occurrence, ready to send: serialises as the Sentry event with its breadcrumbs.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The event; its own `breadcrumbs` stay empty (they are [`Report::crumbs`]).
+    pub event: Event<'static>,
+    crumbs: Vec<Arc<Crumb>>,
+    /// When the report was built: breadcrumb times Sentry would not keep become this.
+    now: DateTime<Utc>,
+}
+
+impl Report {
+    pub fn new(mut event: Event<'static>, crumbs: Vec<Arc<Crumb>>, now: DateTime<Utc>) -> Self {
+        // One list of breadcrumbs on the wire: ours.
+        event.breadcrumbs = Default::default();
+        Self { event, crumbs, now }
+    }
+
+    /// The breadcrumbs, oldest first.
+    pub fn crumbs(&self) -> &[Arc<Crumb>] {
+        &self.crumbs
+    }
+
+    /// The breadcrumbs in the protocol's types (what the wire form says, for tests and
+    /// readers; sending never builds them).
+    pub fn breadcrumbs(&self) -> Vec<Breadcrumb> {
+        self.crumbs
+            .iter()
+            .map(|crumb| {
+                let mut data = Map::new();
+                data.insert("kind".into(), Value::String(crumb.kind.clone()));
+                data.insert("name".into(), Value::String(crumb.name.clone()));
+                data.insert("count".into(), Value::from(crumb.count));
+                Breadcrumb {
+                    timestamp: self.time(crumb),
+                    category: Some(CATEGORY.into()),
+                    level: level(crumb),
+                    message: Some(crumb.text.clone()),
+                    data,
+                    ..Default::default()
+                }
+            })
+            .collect()
+    }
+
+    /// The event as the SDK's types would hold it, breadcrumbs included.
+    pub fn to_event(&self) -> Event<'static> {
+        let mut event = self.event.clone();
+        event.breadcrumbs = self.breadcrumbs().into();
+        event
+    }
+
+    fn time(&self, crumb: &Crumb) -> SystemTime {
+        SystemTime::from(event_time(Some(crumb.at), self.now).0)
+    }
+}
+
+fn level(crumb: &Crumb) -> Level {
+    if crumb.warning {
+        Level::Warning
+    } else {
+        Level::Info
+    }
+}
+
+impl Serialize for Report {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Wire<'a> {
+            #[serde(flatten)]
+            event: &'a Event<'static>,
+            #[serde(skip_serializing_if = "Crumbs::is_empty")]
+            breadcrumbs: Crumbs<'a>,
+        }
+        Wire {
+            event: &self.event,
+            breadcrumbs: Crumbs(self),
+        }
+        .serialize(serializer)
+    }
+}
+
+/// `{"values": [...]}`, as the protocol's `Values<Breadcrumb>`.
+struct Crumbs<'a>(&'a Report);
+
+impl Crumbs<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.crumbs.is_empty()
+    }
+}
+
+impl Serialize for Crumbs<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Values<'a>(&'a Report);
+        impl Serialize for Values<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut seq = serializer.serialize_seq(Some(self.0.crumbs.len()))?;
+                for crumb in &self.0.crumbs {
+                    seq.serialize_element(&Wire {
+                        crumb,
+                        at: self.0.time(crumb),
+                    })?;
+                }
+                seq.end()
+            }
+        }
+        let mut map = serializer.serialize_map(Some(1))?;
+        map.serialize_entry("values", &Values(self.0))?;
+        map.end()
+    }
+}
+
+/// One breadcrumb in the protocol's form: the fields a `Breadcrumb` would write, with the
+/// same rules (whole seconds as an integer, `info` and the `default` type left out).
+struct Wire<'a> {
+    crumb: &'a Crumb,
+    at: SystemTime,
+}
+
+impl Serialize for Wire<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let since = self
+            .at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_err(|_| S::Error::custom("a breadcrumb before 1970"))?;
+        let mut map = serializer.serialize_map(None)?;
+        if since.subsec_nanos() == 0 {
+            map.serialize_entry("timestamp", &since.as_secs())?;
+        } else {
+            map.serialize_entry("timestamp", &since.as_secs_f64())?;
+        }
+        map.serialize_entry("category", CATEGORY)?;
+        if self.crumb.warning {
+            map.serialize_entry("level", &Level::Warning)?;
+        }
+        map.serialize_entry("message", &self.crumb.text)?;
+        map.serialize_entry("data", &Data(self.crumb))?;
+        map.end()
+    }
+}
+
+/// `data`, keys in the order a `Map` writes them.
+struct Data<'a>(&'a Crumb);
+
+impl Serialize for Data<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("count", &self.0.count)?;
+        map.serialize_entry("kind", &self.0.kind)?;
+        map.serialize_entry("name", &self.0.name)?;
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crumb(at: &str, warning: bool, uid: &str) -> Arc<Crumb> {
+        Arc::new(Crumb {
+            at: at.parse().unwrap(),
+            warning,
+            reason: "BackOff".into(),
+            text: "BackOff: Back-off restarting failed container \"app\"".into(),
+            kind: "Pod".into(),
+            name: "web-1".into(),
+            count: 3,
+            event_uid: uid.into(),
+        })
+    }
+
+    #[test]
+    fn the_wire_form_is_the_protocols_own() {
+        let now: DateTime<Utc> = "2026-11-29T12:00:00Z".parse().unwrap();
+        let event = Event {
+            message: Some("web-1: Back-off".into()),
+            ..Default::default()
+        };
+        let crumbs = vec![
+            crumb("2026-11-29T11:00:00Z", false, "a"),
+            crumb("2026-11-29T11:30:00.250Z", true, "b"),
+            // Sentry would not keep this time: it becomes the report's.
+            crumb("1969-07-20T20:17:40Z", true, "c"),
+        ];
+        let report = Report::new(event, crumbs, now);
+        let ours = serde_json::to_value(&report).unwrap();
+        let sdks = serde_json::to_value(report.to_event()).unwrap();
+        assert_eq!(ours, sdks);
+        assert_eq!(ours["breadcrumbs"]["values"].as_array().unwrap().len(), 3);
+        assert_eq!(
+            ours["breadcrumbs"]["values"][2]["timestamp"],
+            now.timestamp()
+        );
+    }
+
+    #[test]
+    fn no_breadcrumbs_no_key_and_the_events_own_are_replaced() {
+        let event = Event {
+            breadcrumbs: vec![Breadcrumb::default()].into(),
+            ..Default::default()
+        };
+        let report = Report::new(event, Vec::new(), Utc::now());
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json.get("breadcrumbs").is_none(), "{json}");
+    }
+}

@@ -151,8 +151,8 @@ async fn run(shape: &Shape) -> Results {
         let rested = agent.usage();
         tokio::time::sleep(shape.idle).await;
         let idle = agent.usage();
-        let idle_cpu = idle.cpu.saturating_sub(rested.cpu).as_secs_f64() * 1000.0
-            / shape.idle.as_secs_f64();
+        let idle_cpu =
+            idle.cpu.saturating_sub(rested.cpu).as_secs_f64() * 1000.0 / shape.idle.as_secs_f64();
         results.set("burst", "idle CPU ms/s", idle_cpu);
         println!(
             "agent ready and idle: {:.1} MiB RSS, {:.2} s CPU to start, {idle_cpu:.2} ms CPU a second idle",
@@ -160,10 +160,13 @@ async fn run(shape: &Shape) -> Results {
             rested.cpu.as_secs_f64()
         );
         results.set("burst", "idle RSS MiB", mib(idle.rss_kib));
+        results.set("burst", "idle anon MiB", mib(idle.anon_kib));
         burst(&world, &agent, shape.burst, &mut results).await;
 
         tokio::time::sleep(SETTLE).await;
-        results.set("steady", "idle RSS MiB", mib(agent.usage().rss_kib));
+        let rested = agent.usage();
+        results.set("steady", "idle RSS MiB", mib(rested.rss_kib));
+        results.set("steady", "idle anon MiB", mib(rested.anon_kib));
         steady(&world, &agent, shape, &mut results).await;
         agent.stop();
     }
@@ -228,6 +231,7 @@ async fn stored(shape: &Shape, results: &mut Results) {
     );
     results.set("stored", "start CPU s", settled.cpu.as_secs_f64());
     results.set("stored", "idle RSS MiB", mib(settled.rss_kib));
+    results.set("stored", "idle anon MiB", mib(settled.anon_kib));
 
     let before = world.mark(agent.pid());
     let first = shape.stored;
@@ -432,6 +436,7 @@ impl World {
         );
         set(results, "peak RSS MiB", mib(now.peak_kib));
         set(results, "RSS after MiB", mib(now.rss_kib));
+        set(results, "anon after MiB", mib(now.anon_kib));
         set(results, "apiserver requests", requests as f64);
         set(results, "envelopes", envelopes.len() as f64);
         set(results, "KiB sent", bytes as f64 / 1024.0);
@@ -480,8 +485,18 @@ impl Agent {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().to_string()
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sentry-kubernetes"))
-            .env_clear()
+        // BENCH_AGENT_WRAPPER runs the agent under a profiler (`heaptrack -o /tmp/agent`,
+        // `valgrind --tool=massif`): the figures then measure the wrapper too.
+        let binary = env!("CARGO_BIN_EXE_sentry-kubernetes");
+        let wrapper = std::env::var("BENCH_AGENT_WRAPPER").unwrap_or_default();
+        let mut words: Vec<&str> = wrapper.split_whitespace().collect();
+        words.push(binary);
+        let mut command = Command::new(words[0]);
+        command.args(&words[1..]).env_clear();
+        if !wrapper.is_empty() {
+            command.env("PATH", std::env::var("PATH").unwrap_or_default());
+        }
+        let mut child = command
             .env("SENTRY_DSN", world.sink.dsn())
             .env("SENTRY_K8S_KUBECONFIG_PATH", &world.kubeconfig)
             .env("SENTRY_K8S_CLUSTER_CONFIG_TYPE", "out-cluster")

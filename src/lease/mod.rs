@@ -80,6 +80,9 @@ enum LeaseError {
     Other(String),
 }
 
+/// The least time a round's requests are given, even with the renew deadline all but spent.
+const MIN_ROUND: Duration = Duration::from_millis(100);
+
 fn classify(error: kube::Error) -> LeaseError {
     match error {
         kube::Error::Api(status) if status.code == 403 => {
@@ -430,7 +433,50 @@ impl Keeper {
 
     /// One round: renew, take over, or write the checkpoint. False when the Lease can no
     /// longer be used at all (RBAC): the agent reports on without it.
+    ///
+    /// The requests of a round are bounded: a leader waits at most until its renew deadline
+    /// (an apiserver that accepts the request and never answers must not keep it leading
+    /// past its Lease while another replica takes over), anyone else one renew deadline.
     async fn round(&mut self) -> bool {
+        let budget = match (self.leadership.is_leader(), self.renewed) {
+            (true, Some(at)) => self
+                .settings
+                .renew_deadline
+                .saturating_sub(at.elapsed())
+                .max(MIN_ROUND),
+            _ => self.settings.renew_deadline.max(MIN_ROUND),
+        };
+        let usable = match tokio::time::timeout(budget, self.exchange()).await {
+            Ok(usable) => usable,
+            Err(_) => {
+                debug!(
+                    ?budget,
+                    "the Lease request did not complete in time; trying again"
+                );
+                true
+            }
+        };
+        if !usable {
+            return false;
+        }
+        if self.leadership.is_leader()
+            && self.settings.election
+            && self
+                .renewed
+                .is_some_and(|at| at.elapsed() >= self.settings.renew_deadline)
+        {
+            self.step_down("could not renew the Lease within SENTRY_K8S_RENEW_DEADLINE");
+        }
+        if let Some(at) = self.written_at {
+            self.metrics
+                .checkpoint_age
+                .set(at.elapsed().as_secs() as i64);
+        }
+        true
+    }
+
+    /// The requests of one round; false when the Lease is forbidden.
+    async fn exchange(&mut self) -> bool {
         let was_leader = self.leadership.is_leader();
         match self.get_or_create().await {
             Err(LeaseError::Forbidden(message)) => {
@@ -464,19 +510,6 @@ impl Keeper {
                     }
                 }
             }
-        }
-        if self.leadership.is_leader()
-            && self.settings.election
-            && self
-                .renewed
-                .is_some_and(|at| at.elapsed() > self.settings.renew_deadline)
-        {
-            self.step_down("could not renew the Lease within SENTRY_K8S_RENEW_DEADLINE");
-        }
-        if let Some(at) = self.written_at {
-            self.metrics
-                .checkpoint_age
-                .set(at.elapsed().as_secs() as i64);
         }
         true
     }

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, SubsecRound, Utc};
 use harness::fixtures::EventFixture;
-use harness::{DenyRule, FailRule};
+use harness::{DelayRule, DenyRule, FailRule};
 use sentry_kubernetes::checkpoint::Checkpoint;
 use serde_json::{Value, json};
 
@@ -318,6 +318,32 @@ async fn without_rights_on_leases_the_agent_reports_alone_and_says_so_once() {
     })
     .await;
     assert_eq!(agent.stderr().matches("cannot use the Lease").count(), 1);
+}
+
+/// An apiserver that takes the renewal and never answers: the leader must stop by its
+/// renew deadline, before its Lease runs out and another replica may take over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_that_hangs_ends_the_leadership_within_the_lease() {
+    let world = World::new().await;
+    let agent = replica(&world, "agent-a", &[("SENTRY_K8S_LEASE_DURATION", "6s")]);
+    let address = ready(&agent).await;
+    eventually("leading", || leading(&address)).await;
+    let hung = std::time::Instant::now();
+    world.server.delay(DelayRule {
+        path: LEASE.into(),
+        method: Some("PUT".into()),
+        millis: 60_000,
+        count: None,
+    });
+    agent
+        .wait_for_log("stepping down", "lost the leadership")
+        .await;
+    assert!(!leading(&address));
+    assert!(
+        hung.elapsed() < std::time::Duration::from_secs(6),
+        "stepped down after {:?}, past the 6 s Lease",
+        hung.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "unit and integration tests"
 cargo test --workspace --release --locked
 
+# A smoke run of the benchmark (small workload, no thresholds, writes nothing) so it
+# cannot rot; it reuses the release build above.
+step "benchmark, quick mode"
+cargo bench --locked --bench agent -- --quick
+
 step "image, chart and manifests (hadolint, helm lint and render, kubernetes-validate, checkov, yamllint)"
 ./tests/chart/run.sh
 

@@ -42,6 +42,15 @@ pub fn truncate(text: &str, max: usize) -> Cow<'_, str> {
 
 /// A valid tag value: one line, no control characters, not empty, within the limit.
 pub fn tag_value(raw: &str) -> Option<String> {
+    // Almost every value already is one: a single copy.
+    let clean = |c: char| !c.is_control() && !c.is_whitespace();
+    if raw.len() <= MAX_TAG_VALUE_CHARS
+        && raw.starts_with(clean)
+        && raw.ends_with(clean)
+        && !raw.chars().any(char::is_control)
+    {
+        return Some(raw.to_owned());
+    }
     let cleaned: String = raw
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -53,6 +62,10 @@ pub fn tag_value(raw: &str) -> Option<String> {
 /// A valid tag key: letters, digits, `_`, `.`, `:` and `-` (anything else becomes `_`),
 /// within the limit; none when nothing is left.
 pub fn tag_key(raw: &str) -> Option<String> {
+    let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-');
+    if !raw.is_empty() && raw.len() <= MAX_TAG_KEY_CHARS && raw.bytes().all(valid) {
+        return Some(raw.to_owned());
+    }
     let cleaned: String = raw
         .trim()
         .chars()
@@ -91,6 +104,15 @@ mod tests {
         assert_eq!(truncate("abc", 0), "…");
         assert_eq!(tag_value(" a\nb "), Some("a b".into()));
         assert_eq!(tag_value("\n\t"), None);
+        assert_eq!(tag_value("nœud 7 (zone b)"), Some("nœud 7 (zone b)".into()));
+        assert_eq!(
+            tag_value("a\u{85}b"),
+            Some("a b".into()),
+            "a control inside"
+        );
+        assert_eq!(tag_value(""), None);
+        assert_eq!(tag_key("pod_name").as_deref(), Some("pod_name"));
+        assert_eq!(tag_key("").as_deref(), None);
         assert_eq!(
             tag_value(&"x".repeat(500)).unwrap().chars().count(),
             MAX_TAG_VALUE_CHARS

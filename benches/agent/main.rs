@@ -7,6 +7,9 @@
 //!                                        # compares with benches/RESULTS.md, then rewrites it
 //! cargo bench --bench agent -- --quick   # a small smoke run: prints, writes nothing
 //! cargo bench --bench agent -- --no-write
+//! BENCH_AGENT_BINARY=target/x86_64-unknown-linux-gnu/dist/sentry-kubernetes \
+//!   cargo bench --bench agent -- --no-write      # the image's binary instead
+//! BENCH_AGENT_WRAPPER=heaptrack cargo bench --bench agent -- --no-write   # under a profiler
 //! ```
 //!
 //! Scenarios: `burst` (10,000 events created at once), `steady` (100 a second for 30 s) and
@@ -79,7 +82,14 @@ const SETTLE: Duration = Duration::from_secs(2);
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let write = !quick && !args.iter().any(|a| a == "--no-write");
+    // Figures of another binary, or of a profiled one, are not the committed figures'.
+    let other = ["BENCH_AGENT_BINARY", "BENCH_AGENT_WRAPPER"]
+        .iter()
+        .find(|v| std::env::var_os(v).is_some());
+    if let Some(variable) = other {
+        println!("{variable} is set: figures compared, not written");
+    }
+    let write = !quick && other.is_none() && !args.iter().any(|a| a == "--no-write");
     let shape = if quick { &QUICK } else { &FULL };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -485,12 +495,14 @@ impl Agent {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             listener.local_addr().unwrap().to_string()
         };
-        // BENCH_AGENT_WRAPPER runs the agent under a profiler (`heaptrack -o /tmp/agent`,
-        // `valgrind --tool=massif`): the figures then measure the wrapper too.
-        let binary = env!("CARGO_BIN_EXE_sentry-kubernetes");
+        // BENCH_AGENT_BINARY measures another build of the agent (the image's, built with
+        // the Dockerfile's command); BENCH_AGENT_WRAPPER runs it under a profiler
+        // (`heaptrack`, `valgrind --tool=massif`): the figures then measure the wrapper too.
+        let binary = std::env::var("BENCH_AGENT_BINARY")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sentry-kubernetes").to_string());
         let wrapper = std::env::var("BENCH_AGENT_WRAPPER").unwrap_or_default();
         let mut words: Vec<&str> = wrapper.split_whitespace().collect();
-        words.push(binary);
+        words.push(&binary);
         let mut command = Command::new(words[0]);
         command.args(&words[1..]).env_clear();
         if !wrapper.is_empty() {

@@ -20,12 +20,14 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::{Stream, StreamExt, stream};
 use tracing::{debug, warn};
 
 use crate::breadcrumbs::TrailLimits;
-use crate::checkpoint::{Ledger, Mark, Ticket, scope_key};
+use crate::checkpoint::{
+    CLOCK_SKEW, Checkpoint, CrashId, CrashState, Ledger, Mark, Ticket, scope_key,
+};
 use crate::config::Config;
 use crate::convert::{self, ClusterInfo, Settings};
 use crate::crons::slug::SlugBook;
@@ -52,9 +54,6 @@ use crate::storm::{Admit, StormControl, StormReason};
 
 /// How often the pipeline proves it is alive while idle.
 const HEARTBEAT: Duration = Duration::from_secs(5);
-/// How far a node's clock may be behind the agent's, when a crash's finish time is compared
-/// with when the checkpoint was written.
-const CLOCK_SKEW: chrono::Duration = chrono::Duration::seconds(60);
 
 /// One occurrence on its way: reported, or only remembered as a breadcrumb. A reported one
 /// carries its checkpoint [`Ticket`] until delivery decides its fate.
@@ -72,8 +71,8 @@ struct WatchState {
     /// This generation's first list has completed; everything after it is news.
     synced: bool,
     /// What this generation's first list is judged against, when it resumes: the mark,
-    /// and when the checkpoint was written (crashes are judged by their time too).
-    resume: Option<(Mark, Option<DateTime<Utc>>)>,
+    /// and the checkpoint (when it was written, and the crashes it names).
+    resume: Option<(Mark, Arc<Checkpoint>)>,
     /// The first list's news, reported oldest first when it completes.
     backlog: Vec<Occurrence>,
 }
@@ -151,7 +150,7 @@ impl Tracker {
                     state.backlog.clear();
                     state.resume = generation.resume.as_ref().and_then(|checkpoint| {
                         let mark = checkpoint.mark(&self.scopes[watch])?;
-                        Some((mark.clone(), checkpoint.at))
+                        Some((mark.clone(), checkpoint.clone()))
                     });
                 }
                 state.listing = true;
@@ -251,14 +250,31 @@ impl Tracker {
         rv
     }
 
-    /// Records an occurrence that will not be reported in the checkpoint's books.
-    fn decided(&mut self, watch: usize, rv: Option<u64>) {
+    /// Records an occurrence that will not be reported in the checkpoint's books; `crash`
+    /// names a termination decided by this observation (not one seen again, which may
+    /// still be waiting for delivery).
+    fn decided(&mut self, watch: usize, rv: Option<u64>, crash: Option<CrashId>) {
+        let mut ledger = self.ledger.lock().unwrap();
+        if let Some(crash) = crash {
+            ledger.settled(crash);
+        }
         if let Some(rv) = rv {
-            let gave_up = self.ledger.lock().unwrap().decided(&self.scopes[watch], rv);
+            let gave_up = ledger.decided(&self.scopes[watch], rv);
             self.metrics
                 .checkpoint_abandoned
                 .inc_by(gave_up.pending as u64);
         }
+    }
+
+    /// The checkpoint this watch's first list resumes from names `event` as a crash still
+    /// pending delivery.
+    fn resumes_pending(&self, watch: usize, event: &KubeEvent) -> bool {
+        let state = &self.watches[watch];
+        let first_list = state.listing && !state.synced;
+        first_list
+            && state.resume.as_ref().is_some_and(|(_, checkpoint)| {
+                CrashId::of(event).and_then(|id| checkpoint.crash(&id)) == Some(CrashState::Pending)
+            })
     }
 
     /// An occurrence to report (if this generation reports), with its ticket: unless Normal,
@@ -279,16 +295,18 @@ impl Tracker {
             self.metrics.filtered.inc(filtered);
         }
         let report = self.leading && filtered.is_none();
+        let crash = CrashId::of(&event);
         let ticket = match (report, rv) {
             (true, Some(rv)) => {
-                let (ticket, gave_up) = Ledger::pending(&self.ledger, &self.scopes[watch], rv);
+                let (ticket, gave_up) =
+                    Ledger::pending(&self.ledger, &self.scopes[watch], rv, crash);
                 self.metrics
                     .checkpoint_abandoned
                     .inc_by(gave_up.pending as u64);
                 Some(ticket)
             }
             _ => {
-                self.decided(watch, rv);
+                self.decided(watch, rv, crash);
                 None
             }
         };
@@ -314,13 +332,15 @@ impl Tracker {
         }
         let mut occurrences = Vec::new();
         for termination in pod.terminations() {
-            if pod.deleting {
+            // A crash still pending delivery at the checkpoint was reported before the pod
+            // was deleted: it is reported again, like any pending one.
+            if pod.deleting && !self.resumes_pending(watch, &termination) {
                 // Stopped on purpose: remembered, counted once, never reported.
                 let rv = self.version(&termination);
                 if self.seen.observe(&termination, Instant::now()).verdict != Verdict::Duplicate {
                     self.metrics.filtered.inc(Filtered::PodDeleting);
                 }
-                self.decided(watch, rv);
+                self.decided(watch, rv, None);
                 continue;
             }
             occurrences.extend(self.observe(watch, termination));
@@ -345,20 +365,33 @@ impl Tracker {
                 event.message = message.into_owned();
             }
         }
+        let crash = CrashId::of(&event);
         let state = &self.watches[watch];
         let first_list = state.listing && !state.synced;
+        // This observation decides a crash (for the checkpoint's record of crashes) unless
+        // it is one seen again since this generation began, perhaps still in delivery.
+        let decides = !duplicate || (first_list && state.resume.is_some());
         // News: an occurrence not reported yet. A resumed list judges by the checkpoint
         // (what a follower already saw is still news to Sentry); a first start by
         // SENTRY_K8S_WATCH_HISTORICAL; anything else by dedup.
         let (news, resumed) = match (&state.resume, first_list) {
-            (Some((mark, written)), true) => {
-                // A pod changes for many reasons after a crash: its termination is news only
-                // if it also ended after the checkpoint was written (less clock skew).
-                let after = match (event.finished_at(), written) {
-                    (Some(finished), Some(written)) => finished > *written - CLOCK_SKEW,
-                    _ => true,
+            (Some((mark, checkpoint)), true) => {
+                let news = match crash.and_then(|id| checkpoint.crash(&id)) {
+                    // Named by the checkpoint: still pending delivery (news, however long
+                    // ago it ended and whatever its pod did since), or decided.
+                    Some(CrashState::Pending) => true,
+                    Some(CrashState::Done) => false,
+                    None => {
+                        // A pod changes for many reasons after a crash: its termination is
+                        // news only if it also ended after the checkpoint was written (less
+                        // clock skew).
+                        let after = match (event.finished_at(), checkpoint.at) {
+                            (Some(finished), Some(written)) => finished > written - CLOCK_SKEW,
+                            _ => true,
+                        };
+                        after && rv.is_none_or(|rv| !mark.decided(rv))
+                    }
                 };
-                let news = after && rv.is_none_or(|rv| !mark.decided(rv));
                 (news, news)
             }
             (None, true) => (self.historical && !duplicate, false),
@@ -372,11 +405,11 @@ impl Tracker {
             if !duplicate {
                 self.metrics.filtered.inc(filtered);
             }
-            self.decided(watch, rv);
+            self.decided(watch, rv, crash.filter(|_| decides));
             return None;
         }
         if !news {
-            self.decided(watch, rv);
+            self.decided(watch, rv, crash.filter(|_| decides));
             if duplicate {
                 return None;
             }

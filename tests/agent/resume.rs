@@ -2,14 +2,15 @@
 //! election — each test runs the agent binary as an operator would, against the fake
 //! apiserver and the sink.
 
-use chrono::{DateTime, SubsecRound, Utc};
-use harness::fixtures::EventFixture;
-use harness::{DelayRule, DenyRule, FailRule};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use harness::fixtures::{ContainerStatusFixture, EventFixture, ObjectFixture};
+use harness::{DelayRule, DenyRule, FailRule, RespondRule};
 use sentry_kubernetes::checkpoint::Checkpoint;
 use serde_json::{Value, json};
 
 use crate::common::process::{Process, http_get, metric};
 use crate::common::{World, eventually};
+use crate::pods::{kubelet_writes, pod_sentinel};
 
 const LEASE: &str = "/apis/coordination.k8s.io/v1/namespaces/default/leases/sentry-kubernetes";
 
@@ -85,6 +86,26 @@ fn times(world: &World, name: &str, count: Option<i64>) -> usize {
             let ctx = &e.event["contexts"]["kubernetes_event"];
             ctx["name"] == name && count.is_none_or(|c| ctx["count"] == c)
         })
+        .count()
+}
+
+/// Waits until the Lease's checkpoint has the pod watch's `pod` (as it is now) decided.
+async fn pod_checkpointed(world: &World, pod: &str) {
+    let rv = rv(&world.server.get("v1", "Pod", "default", pod).unwrap());
+    eventually("the checkpoint written past the pod", || {
+        checkpoint(world)
+            .and_then(|c| c.mark("pods/default").map(|m| m.decided(rv)))
+            .unwrap_or(false)
+    })
+    .await;
+}
+
+/// How many crash reports the sink got about pod `pod`.
+fn crashes_of(world: &World, pod: &str) -> usize {
+    world
+        .reported()
+        .iter()
+        .filter(|e| e["tags"]["watcher_name"] == "pods" && e["tags"]["pod_name"] == pod)
         .count()
 }
 
@@ -385,5 +406,116 @@ async fn a_leader_that_cannot_renew_stops_reporting_and_resumes_once_it_can() {
         1,
         "reported once it leads again: {}",
         agent.stderr()
+    );
+}
+
+/// A crash still waiting for a failing Sentry when the agent stops is reported once after
+/// the restart: though its pod changed afterwards (the kubelet restarting the container,
+/// its termination still in `lastState`), and though it ended minutes before the last
+/// checkpoint was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_undelivered_at_a_stop_is_reported_once_after_the_restart() {
+    let world = World::new().await;
+    world.sink.respond(RespondRule {
+        status: 503,
+        ..Default::default()
+    });
+    let alone = [("SENTRY_K8S_LEADER_ELECTION", "0")];
+    let mut first = replica(&world, "agent-a", &alone);
+    let address = ready(&first).await;
+    let now = Utc::now();
+    let recent = ContainerStatusFixture::new("app", "web:1").crashed(1, "Error", now);
+    ObjectFixture::new("Pod", "default", "web-0")
+        .status("Running", &[recent.clone().build()])
+        .create(&world.server);
+    let old = ContainerStatusFixture::new("app", "web:1").crashed(
+        137,
+        "OOMKilled",
+        now - Duration::minutes(5),
+    );
+    ObjectFixture::new("Pod", "default", "web-1")
+        .status("Running", &[old.build()])
+        .create(&world.server);
+    eventually("both crashes handed to delivery", || {
+        metric(&address, "sentry_k8s_events_reported_total") >= 2.0
+    })
+    .await;
+    // The container restarts: a new pod resourceVersion, the same termination.
+    kubelet_writes(
+        &world,
+        "default",
+        "web-0",
+        &[recent.restarted(now + Duration::seconds(1)).build()],
+    )
+    .await;
+    pod_checkpointed(&world, "web-0").await;
+    first.terminate();
+    first.wait().await;
+    assert!(world.reported().is_empty(), "Sentry took nothing yet");
+
+    world.sink.clear_respond();
+    let mut second = replica(&world, "agent-a", &alone);
+    let address = ready(&second).await;
+    pod_sentinel(&world, "default", "sentinel-1").await;
+    assert_eq!(
+        crashes_of(&world, "web-0"),
+        1,
+        "the crash whose pod changed"
+    );
+    assert_eq!(
+        crashes_of(&world, "web-1"),
+        1,
+        "the crash from minutes before"
+    );
+    assert_eq!(
+        metric(&address, "sentry_k8s_occurrences_resumed_total"),
+        2.0
+    );
+    second.terminate();
+    assert!(second.wait().await.success());
+
+    // Delivered now: a third run sends neither again.
+    let third = replica(&world, "agent-a", &alone);
+    ready(&third).await;
+    pod_sentinel(&world, "default", "sentinel-2").await;
+    assert_eq!(crashes_of(&world, "web-0"), 1);
+    assert_eq!(crashes_of(&world, "web-1"), 1);
+}
+
+/// A crash delivered just before a graceful stop is not reported again when its pod
+/// changes while the agent is stopped (its termination still in `lastState`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivered_crash_is_not_repeated_when_its_pod_changes_while_stopped() {
+    let world = World::new().await;
+    let alone = [("SENTRY_K8S_LEADER_ELECTION", "0")];
+    let mut first = replica(&world, "agent-a", &alone);
+    ready(&first).await;
+    let crashed = ContainerStatusFixture::new("app", "web:1").crashed(1, "Error", Utc::now());
+    ObjectFixture::new("Pod", "default", "web-0")
+        .status("Running", &[crashed.clone().build()])
+        .create(&world.server);
+    world
+        .sink
+        .wait_for_events(1, crate::common::DEADLINE)
+        .await
+        .unwrap();
+    pod_checkpointed(&world, "web-0").await;
+    first.terminate();
+    assert!(first.wait().await.success());
+
+    kubelet_writes(
+        &world,
+        "default",
+        "web-0",
+        &[crashed.restarted(Utc::now()).build()],
+    )
+    .await;
+    let second = replica(&world, "agent-a", &alone);
+    let address = ready(&second).await;
+    pod_sentinel(&world, "default", "sentinel-1").await;
+    assert_eq!(crashes_of(&world, "web-0"), 1, "delivered before the stop");
+    assert_eq!(
+        metric(&address, "sentry_k8s_occurrences_resumed_total"),
+        0.0
     );
 }

@@ -14,7 +14,8 @@ cargo fmt --all -- --check
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-# Tests run in the release profile so the end-to-end run reuses the same build.
+# Tests run in the release profile so the end-to-end run reuses the same build (for its
+# fake apiserver; the agent it runs is the image's, built in the dist profile).
 step "unit and integration tests"
 cargo test --workspace --release --locked
 
@@ -29,7 +30,7 @@ step "image, chart and manifests (hadolint, helm lint and render, kubernetes-val
 step "deploy/: Sentry values, manifests, terraform, literal secrets"
 ./tests/deploy/run.sh
 
-step "end to end: the release agent, Bugsink and sentry-relay"
+step "end to end: the agent as the image ships it, Bugsink and sentry-relay"
 ./tests/e2e/run.sh
 
 echo

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""End to end: the release build of the agent, run as an operator would, against the fake
+"""End to end: the agent binary the image ships, run as an operator would, against the fake
 Kubernetes apiserver and Bugsink (a real Sentry-protocol server). Every event the agent sends
 passes through a recording proxy and must pass Sentry's own normaliser (sentry-relay) and
 Sentry's event schema. Run by tests/e2e/run.sh, which prepares the virtual environment and
@@ -27,6 +27,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / "target" / "release"
+# The agent under test: tests/e2e/run.sh points this at the binary the image ships.
+AGENT = Path(os.environ.get("SENTRY_K8S_E2E_AGENT") or BIN / "sentry-kubernetes")
 WORK = Path(tempfile.mkdtemp(prefix="sentry-k8s-e2e-"))
 STARTED = time.monotonic()
 PROCS = []
@@ -284,7 +286,7 @@ def kubectl(api, *args, stdin=None):
 
 
 class Agent:
-    """The release build of sentry-kubernetes, configured only through its environment."""
+    """The agent binary (AGENT), configured only through its environment."""
 
     def __init__(self, name, **variables):
         env = {
@@ -297,7 +299,7 @@ class Agent:
         }
         env.update({k: str(v) for k, v in variables.items()})
         self.name = name
-        self.proc = Proc(name, [BIN / "sentry-kubernetes"], env=env)
+        self.proc = Proc(name, [AGENT], env=env)
         self.address = poll(f"{name}'s probe address", self._address, timeout=20)
 
     def _address(self):
@@ -367,6 +369,7 @@ def scenario(name):
 
 def main(venv):
     log(f"work directory {WORK}")
+    log(f"agent under test {AGENT}")
     bugsink = Bugsink(venv)
     log(f"Bugsink at {bugsink.url}")
     tee = Tee(bugsink.url)

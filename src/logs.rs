@@ -19,8 +19,10 @@ use crate::labels::label_enum;
 use crate::limits::truncate;
 use crate::scrub::Scrubber;
 
-/// A read taking longer than this is abandoned (the report goes without lines).
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A read taking longer than this is abandoned (the report goes without lines). Short: the
+/// report waits for it, and reports are sent in order, so the ones behind it wait too. The
+/// kubelet answers a tail in milliseconds when it answers at all.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bytes asked for per line wanted (`limitBytes`): what one read may hold in memory.
 const BYTES_PER_LINE: usize = 4096;
 /// The most bytes one read asks for, whatever the number of lines.

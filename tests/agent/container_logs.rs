@@ -4,8 +4,8 @@
 
 use chrono::{Duration, Utc};
 use harness::fixtures::{ContainerStatusFixture, ObjectFixture};
-use harness::{DenyRule, FailRule};
-use sentry_kubernetes::logs::LogOutcome;
+use harness::{DelayRule, DenyRule, FailRule};
+use sentry_kubernetes::logs::{LogOutcome, READ_TIMEOUT};
 use serde_json::{Value, json};
 
 use crate::common::{DEADLINE, World, eventually};
@@ -106,6 +106,45 @@ async fn a_container_that_ended_for_good_is_read_as_the_current_instance() {
     assert!(crash["contexts"]["container_log"]["truncated"].is_null());
     assert!(!log_requests(&world)[0].contains("previous"));
     agent.stop().await;
+}
+
+/// A kubelet that never answers holds the report for the read timeout, no longer, and the
+/// reports behind it are not held beyond that either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_read_that_hangs_is_abandoned_and_the_report_goes_without_it() {
+    let world = World::new().await;
+    world.server.delay(DelayRule {
+        path: "/pods/search-0/log".into(),
+        method: None,
+        millis: 120_000,
+        count: None,
+    });
+    let agent = world.start(&[("SENTRY_K8S_CONTAINER_LOGS", "20")]).await;
+    let written = std::time::Instant::now();
+    let es = oom_killed(&world);
+    kubelet_writes(&world, "default", "search-0", &[es.clone().build()]).await;
+    let error = ContainerStatusFixture::new("app", "web:1").crashed(1, "Error", Utc::now());
+    ObjectFixture::new("Pod", "default", "web-1")
+        .status("Running", &[error.build()])
+        .create(&world.server);
+    world.sink.wait_for_events(2, DEADLINE).await.unwrap();
+    let waited = written.elapsed();
+    let crashes = crashes(&world);
+    let hung = crashes
+        .iter()
+        .find(|e| e["tags"]["pod_name"] == "search-0")
+        .expect("the report whose lines never came");
+    assert!(hung["contexts"]["container_log"].is_null());
+    assert!(
+        crashes.iter().any(|e| e["tags"]["pod_name"] == "web-1"),
+        "the report behind it"
+    );
+    assert_eq!(agent.metrics.container_logs.get(LogOutcome::Error), 1);
+    // Bounded by the read timeout (with room for a loaded machine), not by the kubelet.
+    assert!(
+        waited < READ_TIMEOUT * 5,
+        "both reports took {waited:?}, the read timeout is {READ_TIMEOUT:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,7 +4,7 @@
 
 use chrono::Utc;
 use harness::fixtures::{EventFixture, ObjectFixture};
-use harness::{RecordingProxy, RespondRule};
+use harness::{RecordingProxy, RespondRule, SentrySink};
 use sentry_kubernetes::delivery::outcome::{DropReason, RetryReason};
 use serde_json::{Value, json};
 
@@ -380,4 +380,70 @@ async fn annotations_are_ignored_unless_custom_dsns_are_on() {
     world.sink.wait_for_events(7, DEADLINE).await.unwrap();
     agent.stop().await;
     assert!(world.sink.events().iter().any(|e| e.project == "21"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_past_the_limit_is_dropped_until_an_idle_one_is_retired() {
+    let world = World::new().await;
+    // The admitted destination lives on a second sink, so it can fail alone.
+    let busy_sink = SentrySink::start().await.unwrap();
+    busy_sink.respond(RespondRule {
+        status: 503,
+        ..Default::default()
+    });
+    let busy = workload(
+        &world,
+        "default",
+        "busy",
+        Some(busy_sink.add_project("21", "busykey").as_str()),
+    );
+    let late = workload(
+        &world,
+        "default",
+        "late",
+        Some(world.sink.add_project("22", "latekey").as_str()),
+    );
+    let agent = world
+        .start(&[
+            ("SENTRY_K8S_CUSTOM_DSNS", "1"),
+            ("SENTRY_K8S_DESTINATIONS", "1"),
+        ])
+        .await;
+    let metrics = agent.metrics.clone();
+    world.server.create(about(&busy, "1", "BackOff")).unwrap();
+    eventually(
+        "the admitted destination failing, its envelope pending",
+        || metrics.sentry_send_failures.get(RetryReason::ServerError) >= 1,
+    )
+    .await;
+    world.server.create(about(&late, "1", "BackOff")).unwrap();
+    eventually("the second destination refused", || {
+        metrics.sentry_dropped.get(DropReason::TooManyDestinations) == 1
+    })
+    .await;
+    // The main DSN is not counted against the limit: it delivers meanwhile.
+    world.sentinel("default", "main-delivers").await;
+    assert!(
+        world.sink.events().iter().all(|e| e.project == "1"),
+        "nothing reached the refused destination"
+    );
+    // The admitted destination delivers once its Sentry answers; then its lane is idle...
+    busy_sink.clear_respond();
+    busy_sink
+        .wait_for_events(1, DEADLINE)
+        .await
+        .expect("the admitted destination delivers");
+    eventually("nothing held", || metrics.queue_depth.get() == 0).await;
+    // ...and is retired to admit the other.
+    world.server.create(about(&late, "2", "Unhealthy")).unwrap();
+    let sink = &world.sink;
+    eventually("the second destination admitted", || {
+        sink.events().iter().any(|e| e.project == "22")
+    })
+    .await;
+    assert_eq!(
+        metrics.sentry_dropped.get(DropReason::TooManyDestinations),
+        1
+    );
+    agent.stop().await;
 }

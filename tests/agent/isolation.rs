@@ -2,6 +2,9 @@
 //! a rate limit on one category, a stalled answer, a destination down for good, events
 //! from 1969 and 300 KB reasons — and routing that obeys SENTRY_K8S_CUSTOM_DSNS.
 
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
 use chrono::Utc;
 use harness::fixtures::{EventFixture, ObjectFixture};
 use harness::{RecordingProxy, RespondRule, SentrySink};
@@ -445,5 +448,82 @@ async fn a_destination_past_the_limit_is_dropped_until_an_idle_one_is_retired() 
         metrics.sentry_dropped.get(DropReason::TooManyDestinations),
         1
     );
+    agent.stop().await;
+}
+
+/// The kernel's timer on the TCP connection from `local` to `remote`, from
+/// `/proc/net/tcp`: its kind (2: keepalive) and the time until it fires, in clock ticks.
+fn tcp_timer(local: SocketAddr, remote: SocketAddr) -> Option<(u8, u64)> {
+    let hex = |address: SocketAddr| match address {
+        SocketAddr::V4(a) => format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(a.ip().octets()),
+            a.port()
+        ),
+        SocketAddr::V6(_) => unreachable!("the sink listens on 127.0.0.1"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if *fields.get(1)? != local || *fields.get(2)? != remote {
+            return None;
+        }
+        let (kind, when) = fields.get(5)?.split_once(':')?;
+        Some((
+            u8::from_str_radix(kind, 16).ok()?,
+            u64::from_str_radix(when, 16).ok()?,
+        ))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_destination_reuses_one_connection_kept_alive_by_tcp() {
+    let world = World::new().await;
+    let other = world.sink.add_project("21", "otherkey");
+    let pod = workload(&world, "default", "pooled", Some(&other));
+    let agent = world.start(&[("SENTRY_K8S_CUSTOM_DSNS", "1")]).await;
+    let events: Vec<Value> = (0..6)
+        .flat_map(|i| {
+            [
+                EventFixture::warning("default", &format!("main.{i}"), "BackOff", "main").build(),
+                about(&pod, &format!("p{i}"), "BackOff"),
+            ]
+        })
+        .collect();
+    world.server.create_all(events).unwrap();
+    world.sink.wait_for_events(12, DEADLINE).await.unwrap();
+    let connections = |project: &str| -> BTreeSet<SocketAddr> {
+        let path = format!("/api/{project}/envelope/");
+        world
+            .sink
+            .requests()
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.peer.expect("the sink knows the client's address"))
+            .collect()
+    };
+    let (main, custom) = (connections("1"), connections("21"));
+    assert_eq!(main.len(), 1, "6 envelopes over one connection: {main:?}");
+    assert_eq!(
+        custom.len(),
+        1,
+        "6 envelopes over one connection: {custom:?}"
+    );
+    // Idle between envelopes, each connection has a keepalive timer set to the agent's
+    // 30 s (at 100 ticks a second), not the kernel's default of two hours.
+    let sink: SocketAddr = world
+        .sink
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    for peer in main.union(&custom) {
+        eventually(
+            "a keepalive timer on the idle connection",
+            || matches!(tcp_timer(*peer, sink), Some((2, when)) if when <= 30 * 100),
+        )
+        .await;
+    }
     agent.stop().await;
 }

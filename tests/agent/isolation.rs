@@ -1,6 +1,7 @@
 //! Delivery that no destination, rate limit or odd event can stall: a dead per-object DSN,
 //! a rate limit on one category, a stalled answer, a destination down for good, events
-//! from 1969 and 300 KB reasons — and routing that obeys SENTRY_K8S_CUSTOM_DSNS.
+//! from 1969 and 300 KB reasons — and routing that obeys SENTRY_K8S_CUSTOM_DSNS; the
+//! limit on destinations, connections reused and kept alive, one log line per destination.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use harness::{RecordingProxy, RespondRule, SentrySink};
 use sentry_kubernetes::delivery::outcome::{DropReason, RetryReason};
 use serde_json::{Value, json};
 
+use crate::common::process::{Process, metric};
 use crate::common::{DEADLINE, World, eventually};
 
 /// A Warning event about pod `pod` (a stored object) of `namespace`.
@@ -526,4 +528,68 @@ async fn each_destination_reuses_one_connection_kept_alive_by_tcp() {
         .await;
     }
     agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drops_for_age_are_logged_once_per_destination_not_per_envelope() {
+    let world = World::new().await;
+    world.sink.respond(RespondRule {
+        status: 503,
+        ..Default::default()
+    });
+    let other = world.sink.add_project("21", "otherkey");
+    let pod = workload(&world, "default", "aged", Some(&other));
+    let mut agent = Process::spawn(&world.vars(&[
+        ("SENTRY_K8S_CUSTOM_DSNS", "1"),
+        ("SENTRY_K8S_DELIVERY_MAX_AGE", "1s"),
+        ("SENTRY_K8S_SHUTDOWN_TIMEOUT", "200ms"),
+        ("SENTRY_K8S_LOG_FORMAT", "json"),
+        ("SENTRY_K8S_HTTP_ADDR", "127.0.0.1:0"),
+    ]));
+    let address = agent.http_address().await;
+    // Two envelopes per destination, twice: the second wave is dropped after the first, in
+    // the same outage.
+    for wave in 1..=2 {
+        let events: Vec<Value> = (0..2)
+            .flat_map(|i| {
+                let suffix = format!("w{wave}-{i}");
+                [
+                    EventFixture::warning("default", &format!("main.{suffix}"), "BackOff", "main")
+                        .build(),
+                    about(&pod, &suffix, "BackOff"),
+                ]
+            })
+            .collect();
+        world.server.create_all(events).unwrap();
+        eventually(&format!("wave {wave} dropped for age"), || {
+            metric(
+                &address,
+                "sentry_k8s_sentry_dropped_total{reason=\"undeliverable\"}",
+            ) == f64::from(4 * wave)
+        })
+        .await;
+    }
+    agent.terminate();
+    agent.wait().await;
+    let told: Vec<Value> = agent
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("SENTRY_K8S_DELIVERY_MAX_AGE"))
+        })
+        .collect();
+    let destinations: BTreeSet<&str> = told
+        .iter()
+        .map(|l| l["destination"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (told.len(), destinations.len()),
+        (2, 2),
+        "one line for each of the two destinations: {told:?}"
+    );
 }

@@ -547,6 +547,8 @@ async fn drops_for_age_are_logged_once_per_destination_not_per_envelope() {
         ("SENTRY_K8S_HTTP_ADDR", "127.0.0.1:0"),
     ]));
     let address = agent.http_address().await;
+    // Events from before the initial list would be history, not reported.
+    world.server.wait_for_watches(2, DEADLINE).await.unwrap();
     // Two envelopes per destination, twice: the second wave is dropped after the first, in
     // the same outage.
     for wave in 1..=2 {

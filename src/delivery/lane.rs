@@ -9,6 +9,7 @@
 //! and failure episode.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -94,6 +95,30 @@ pub struct Lane {
     pub name: String,
     state: Mutex<State>,
     wake: Notify,
+    /// Reservations for this destination not filled yet (see [`Claim`]).
+    claims: AtomicUsize,
+}
+
+/// A reservation's hold on its lane, from before it waits for room until its envelope is
+/// queued: the lane is not idle meanwhile, so it is never retired under a place about to
+/// be filled (the envelope would sit in a lane nobody sends, holding its place for good).
+pub struct Claim(Arc<Lane>);
+
+impl Claim {
+    pub fn new(lane: Arc<Lane>) -> Self {
+        lane.claims.fetch_add(1, Ordering::SeqCst);
+        Self(lane)
+    }
+
+    pub fn lane(&self) -> &Arc<Lane> {
+        &self.0
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.0.claims.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Lane {
@@ -103,6 +128,7 @@ impl Lane {
             dsn,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
+            claims: AtomicUsize::new(0),
         }
     }
 
@@ -122,10 +148,12 @@ impl Lane {
             .sum()
     }
 
-    /// Nothing queued and nothing in flight.
+    /// Nothing queued, nothing in flight, no reservation about to queue something.
     pub fn is_idle(&self) -> bool {
         let state = self.state.lock().unwrap();
-        state.in_flight == 0 && state.queues.iter().all(VecDeque::is_empty)
+        state.in_flight == 0
+            && state.queues.iter().all(VecDeque::is_empty)
+            && self.claims.load(Ordering::SeqCst) == 0
     }
 
     /// Whether the destination is not delivering: failing, or every queued category

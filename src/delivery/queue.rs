@@ -27,7 +27,7 @@ use tracing::{info, warn};
 
 use super::budget::Budget;
 use super::http::Transports;
-use super::lane::{self, Done, Fate, Lane, Outgoing};
+use super::lane::{self, Claim, Done, Fate, Lane, Outgoing};
 use super::outcome::DropReason;
 use super::rate_limit::Category;
 
@@ -97,15 +97,16 @@ impl Queue {
         }
     }
 
-    /// The lane of `dsn` (`None`: the main DSN), created if needed.
-    fn lane(&self, dsn: Option<&Dsn>) -> Result<Arc<Lane>, Refused> {
+    /// A claim on the lane of `dsn` (`None`: the main DSN), created if needed; claimed
+    /// under the lock that decides retirement, so a claimed lane is never retired.
+    fn lane(&self, dsn: Option<&Dsn>) -> Result<Claim, Refused> {
         let mut lanes = self.lanes.lock().unwrap();
         let Some(dsn) = dsn.filter(|d| **d != *lanes.main.lane.dsn) else {
-            return Ok(lanes.main.lane.clone());
+            return Ok(Claim::new(lanes.main.lane.clone()));
         };
         let key = dsn.to_string();
         if let Some(served) = lanes.others.get(&key) {
-            return Ok(served.lane.clone());
+            return Ok(Claim::new(served.lane.clone()));
         }
         if lanes.others.len() == lanes.others.cap().get() {
             let idle = lanes
@@ -131,10 +132,10 @@ impl Queue {
             }
         }
         let served = serve(Arc::new(dsn.clone()), &self.transports, &self.shared);
-        let lane = served.lane.clone();
-        info!(destination = %lane.name, "sending to a per-object DSN");
+        let claim = Claim::new(served.lane.clone());
+        info!(destination = %served.lane.name, "sending to a per-object DSN");
         lanes.others.put(key, served);
-        Ok(lane)
+        Ok(claim)
     }
 
     /// Takes a place in the budget for an envelope to `lane`; when the budget is full, a
@@ -181,12 +182,12 @@ impl Queue {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Refused::Closed);
         }
-        let lane = self.lane(dsn)?;
+        let claim = self.lane(dsn)?;
         let taken = self
             .shared
             .budget
             .wait_until(wait, || {
-                self.closed.load(Ordering::Relaxed) || self.take_place(&lane)
+                self.closed.load(Ordering::Relaxed) || self.take_place(claim.lane())
             })
             .await;
         if self.closed.load(Ordering::Relaxed) {
@@ -200,7 +201,7 @@ impl Queue {
             return Err(Refused::Full);
         }
         Ok(Reservation {
-            lane,
+            claim,
             budget: self.shared.budget.clone(),
             category,
             filled: false,
@@ -238,9 +239,10 @@ fn serve(dsn: Arc<Dsn>, transports: &Transports, shared: &lane::Shared) -> Serve
 }
 
 /// A place in the queue, held for one envelope to one destination; given back if dropped
-/// unfilled (the event could not be encoded).
+/// unfilled (the event could not be encoded). Its claim keeps the lane from being retired
+/// until the envelope is queued in it.
 pub struct Reservation {
-    lane: Arc<Lane>,
+    claim: Claim,
     budget: Arc<Budget>,
     category: Category,
     filled: bool,
@@ -251,7 +253,7 @@ impl Reservation {
     pub fn fill(mut self, body: Bytes, done: Option<Done>) {
         self.filled = true;
         self.budget.charge(body.len());
-        self.lane.push(Outgoing {
+        self.claim.lane().push(Outgoing {
             body,
             category: self.category,
             queued_at: Instant::now(),
@@ -265,5 +267,89 @@ impl Drop for Reservation {
         if !self.filled {
             self.budget.release(0);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::envelope::{Encoder, of_event};
+    use crate::delivery::http::ProxyVars;
+    use crate::metrics::Metrics;
+    use harness::SentrySink;
+    use prometheus_client::metrics::gauge::Gauge;
+    use tokio::sync::Semaphore;
+
+    /// A queue of `places` places in front of `sink`'s project 1, serving at most
+    /// `destinations` other DSNs.
+    fn queue(sink: &SentrySink, places: usize, destinations: usize) -> Arc<Queue> {
+        let shared = lane::Shared {
+            budget: Arc::new(Budget::new(places, 1 << 20, Gauge::default())),
+            sends: Arc::new(Semaphore::new(1)),
+            metrics: Metrics::new(),
+            max_age: Duration::from_secs(3600),
+        };
+        let transports =
+            Transports::new(false, &ProxyVars::default(), Duration::from_secs(10)).unwrap();
+        let main: Dsn = sink.dsn().parse().unwrap();
+        Arc::new(Queue::new(
+            &main,
+            transports,
+            shared,
+            NonZeroUsize::new(destinations).unwrap(),
+        ))
+    }
+
+    fn envelope() -> Bytes {
+        let event = sentry::protocol::Event {
+            message: Some("waited for room".into()),
+            ..Default::default()
+        };
+        Encoder::new().encode(&of_event(event)).unwrap()
+    }
+
+    /// A destination whose envelope waits for room has an envelope pending: it is not
+    /// retired to admit another (its reservation would be filled into a lane nobody sends).
+    #[tokio::test]
+    async fn a_destination_waiting_for_room_is_not_retired_for_another() {
+        let sink = SentrySink::start().await.unwrap();
+        let a: Dsn = sink.add_project("21", "akey").parse().unwrap();
+        let b: Dsn = sink.add_project("22", "bkey").parse().unwrap();
+        let queue = queue(&sink, 1, 1);
+        // The only place is held (for the main DSN, not yet filled)...
+        let held = queue
+            .reserve(None, Category::Error, Duration::ZERO)
+            .await
+            .unwrap();
+        // ...so an envelope for A waits for room,
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move {
+                queue
+                    .reserve(Some(&a), Category::Error, Duration::from_secs(20))
+                    .await
+            }
+        });
+        while queue.lanes.lock().unwrap().others.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        // while one for B arrives: every destination (A) has an envelope pending.
+        let refused = queue
+            .reserve(Some(&b), Category::Error, Duration::ZERO)
+            .await;
+        assert_eq!(refused.err(), Some(Refused::TooManyDestinations));
+        drop(held);
+        let reservation = waiting.await.unwrap().unwrap();
+        reservation.fill(envelope(), None);
+        let events = sink
+            .wait_for_events(1, Duration::from_secs(20))
+            .await
+            .expect("A's envelope is sent");
+        assert_eq!(events[0].project, "21");
+        let budget = queue.shared.budget.clone();
+        budget
+            .wait_until(Duration::from_secs(20), || budget.count() == 0)
+            .await;
+        assert_eq!(budget.count(), 0, "its place is given back");
     }
 }

@@ -1,13 +1,18 @@
 //! Delivery that no destination, rate limit or odd event can stall: a dead per-object DSN,
 //! a rate limit on one category, a stalled answer, a destination down for good, events
-//! from 1969 and 300 KB reasons — and routing that obeys SENTRY_K8S_CUSTOM_DSNS.
+//! from 1969 and 300 KB reasons — and routing that obeys SENTRY_K8S_CUSTOM_DSNS; the
+//! limit on destinations, connections reused and kept alive, one log line per destination.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
 
 use chrono::Utc;
 use harness::fixtures::{EventFixture, ObjectFixture};
-use harness::{RecordingProxy, RespondRule};
+use harness::{RecordingProxy, RespondRule, SentrySink};
 use sentry_kubernetes::delivery::outcome::{DropReason, RetryReason};
 use serde_json::{Value, json};
 
+use crate::common::process::{Process, metric};
 use crate::common::{DEADLINE, World, eventually};
 
 /// A Warning event about pod `pod` (a stored object) of `namespace`.
@@ -380,4 +385,213 @@ async fn annotations_are_ignored_unless_custom_dsns_are_on() {
     world.sink.wait_for_events(7, DEADLINE).await.unwrap();
     agent.stop().await;
     assert!(world.sink.events().iter().any(|e| e.project == "21"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destination_past_the_limit_is_dropped_until_an_idle_one_is_retired() {
+    let world = World::new().await;
+    // The admitted destination lives on a second sink, so it can fail alone.
+    let busy_sink = SentrySink::start().await.unwrap();
+    busy_sink.respond(RespondRule {
+        status: 503,
+        ..Default::default()
+    });
+    let busy = workload(
+        &world,
+        "default",
+        "busy",
+        Some(busy_sink.add_project("21", "busykey").as_str()),
+    );
+    let late = workload(
+        &world,
+        "default",
+        "late",
+        Some(world.sink.add_project("22", "latekey").as_str()),
+    );
+    let agent = world
+        .start(&[
+            ("SENTRY_K8S_CUSTOM_DSNS", "1"),
+            ("SENTRY_K8S_DESTINATIONS", "1"),
+        ])
+        .await;
+    let metrics = agent.metrics.clone();
+    world.server.create(about(&busy, "1", "BackOff")).unwrap();
+    eventually(
+        "the admitted destination failing, its envelope pending",
+        || metrics.sentry_send_failures.get(RetryReason::ServerError) >= 1,
+    )
+    .await;
+    world.server.create(about(&late, "1", "BackOff")).unwrap();
+    eventually("the second destination refused", || {
+        metrics.sentry_dropped.get(DropReason::TooManyDestinations) == 1
+    })
+    .await;
+    // The main DSN is not counted against the limit: it delivers meanwhile.
+    world.sentinel("default", "main-delivers").await;
+    assert!(
+        world.sink.events().iter().all(|e| e.project == "1"),
+        "nothing reached the refused destination"
+    );
+    // The admitted destination delivers once its Sentry answers; then its lane is idle...
+    busy_sink.clear_respond();
+    busy_sink
+        .wait_for_events(1, DEADLINE)
+        .await
+        .expect("the admitted destination delivers");
+    eventually("nothing held", || metrics.queue_depth.get() == 0).await;
+    // ...and is retired to admit the other.
+    world.server.create(about(&late, "2", "Unhealthy")).unwrap();
+    let sink = &world.sink;
+    eventually("the second destination admitted", || {
+        sink.events().iter().any(|e| e.project == "22")
+    })
+    .await;
+    assert_eq!(
+        metrics.sentry_dropped.get(DropReason::TooManyDestinations),
+        1
+    );
+    agent.stop().await;
+}
+
+/// The kernel's timer on the TCP connection from `local` to `remote`, from
+/// `/proc/net/tcp`: its kind (2: keepalive) and the time until it fires, in clock ticks.
+fn tcp_timer(local: SocketAddr, remote: SocketAddr) -> Option<(u8, u64)> {
+    let hex = |address: SocketAddr| match address {
+        SocketAddr::V4(a) => format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(a.ip().octets()),
+            a.port()
+        ),
+        SocketAddr::V6(_) => unreachable!("the sink listens on 127.0.0.1"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if *fields.get(1)? != local || *fields.get(2)? != remote {
+            return None;
+        }
+        let (kind, when) = fields.get(5)?.split_once(':')?;
+        Some((
+            u8::from_str_radix(kind, 16).ok()?,
+            u64::from_str_radix(when, 16).ok()?,
+        ))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_destination_reuses_one_connection_kept_alive_by_tcp() {
+    let world = World::new().await;
+    let other = world.sink.add_project("21", "otherkey");
+    let pod = workload(&world, "default", "pooled", Some(&other));
+    let agent = world.start(&[("SENTRY_K8S_CUSTOM_DSNS", "1")]).await;
+    let events: Vec<Value> = (0..6)
+        .flat_map(|i| {
+            [
+                EventFixture::warning("default", &format!("main.{i}"), "BackOff", "main").build(),
+                about(&pod, &format!("p{i}"), "BackOff"),
+            ]
+        })
+        .collect();
+    world.server.create_all(events).unwrap();
+    world.sink.wait_for_events(12, DEADLINE).await.unwrap();
+    let connections = |project: &str| -> BTreeSet<SocketAddr> {
+        let path = format!("/api/{project}/envelope/");
+        world
+            .sink
+            .requests()
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.peer.expect("the sink knows the client's address"))
+            .collect()
+    };
+    let (main, custom) = (connections("1"), connections("21"));
+    assert_eq!(main.len(), 1, "6 envelopes over one connection: {main:?}");
+    assert_eq!(
+        custom.len(),
+        1,
+        "6 envelopes over one connection: {custom:?}"
+    );
+    // Idle between envelopes, each connection has a keepalive timer set to the agent's
+    // 30 s (at 100 ticks a second), not the kernel's default of two hours.
+    let sink: SocketAddr = world
+        .sink
+        .url()
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    for peer in main.union(&custom) {
+        eventually(
+            "a keepalive timer on the idle connection",
+            || matches!(tcp_timer(*peer, sink), Some((2, when)) if when <= 30 * 100),
+        )
+        .await;
+    }
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drops_for_age_are_logged_once_per_destination_not_per_envelope() {
+    let world = World::new().await;
+    world.sink.respond(RespondRule {
+        status: 503,
+        ..Default::default()
+    });
+    let other = world.sink.add_project("21", "otherkey");
+    let pod = workload(&world, "default", "aged", Some(&other));
+    let mut agent = Process::spawn(&world.vars(&[
+        ("SENTRY_K8S_CUSTOM_DSNS", "1"),
+        ("SENTRY_K8S_DELIVERY_MAX_AGE", "1s"),
+        ("SENTRY_K8S_SHUTDOWN_TIMEOUT", "200ms"),
+        ("SENTRY_K8S_LOG_FORMAT", "json"),
+        ("SENTRY_K8S_HTTP_ADDR", "127.0.0.1:0"),
+    ]));
+    let address = agent.http_address().await;
+    // Events from before the initial list would be history, not reported.
+    world.server.wait_for_watches(2, DEADLINE).await.unwrap();
+    // Two envelopes per destination, twice: the second wave is dropped after the first, in
+    // the same outage.
+    for wave in 1..=2 {
+        let events: Vec<Value> = (0..2)
+            .flat_map(|i| {
+                let suffix = format!("w{wave}-{i}");
+                [
+                    EventFixture::warning("default", &format!("main.{suffix}"), "BackOff", "main")
+                        .build(),
+                    about(&pod, &suffix, "BackOff"),
+                ]
+            })
+            .collect();
+        world.server.create_all(events).unwrap();
+        eventually(&format!("wave {wave} dropped for age"), || {
+            metric(
+                &address,
+                "sentry_k8s_sentry_dropped_total{reason=\"undeliverable\"}",
+            ) == f64::from(4 * wave)
+        })
+        .await;
+    }
+    agent.terminate();
+    agent.wait().await;
+    let told: Vec<Value> = agent
+        .stderr
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("SENTRY_K8S_DELIVERY_MAX_AGE"))
+        })
+        .collect();
+    let destinations: BTreeSet<&str> = told
+        .iter()
+        .map(|l| l["destination"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        (told.len(), destinations.len()),
+        (2, 2),
+        "one line for each of the two destinations: {told:?}"
+    );
 }

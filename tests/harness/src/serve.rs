@@ -49,6 +49,11 @@ pub async fn read_body(body: Incoming) -> Bytes {
         .unwrap_or_default()
 }
 
+/// The client's address of the connection a request came on, in the request's
+/// extensions: requests with the same `Peer` shared one TCP connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer(pub SocketAddr);
+
 /// Stops the accept loop and every connection when dropped.
 pub struct ServerTask {
     abort: AbortHandle,
@@ -77,7 +82,7 @@ where
         // Dropping the set (when this task is aborted) aborts every connection.
         let mut connections = JoinSet::new();
         loop {
-            let (stream, _) = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok(pair) => pair,
                     Err(_) => continue,
@@ -88,7 +93,8 @@ where
             let handler = handler.clone();
             let acceptor = acceptor.clone();
             connections.spawn(async move {
-                let service = service_fn(move |req| {
+                let service = service_fn(move |mut req: Request<Incoming>| {
+                    req.extensions_mut().insert(Peer(peer));
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(handler(req).await) }
                 });

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use crate::apiserver::BoxError;
-use crate::serve::{self, Body, ServerTask, json_response};
+use crate::serve::{self, Body, Peer, ServerTask, json_response};
 use envelope::Item;
 
 /// An envelope (or store request) as received, after decoding.
@@ -82,6 +82,9 @@ pub struct SinkDelay {
 pub struct SinkRequest {
     pub path: String,
     pub status: u16,
+    /// The client's address and port: requests with the same one came over the same TCP
+    /// connection.
+    pub peer: Option<SocketAddr>,
 }
 
 #[derive(Default)]
@@ -324,6 +327,7 @@ fn error(status: u16, detail: impl Into<String>) -> Response<Body> {
 
 async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    let peer = parts.extensions.get::<Peer>().map(|p| p.0);
     let body = serve::read_body(body).await;
     let path = parts.uri.path().to_string();
     if let Some(route) = path.strip_prefix("/_sink/") {
@@ -333,6 +337,7 @@ async fn dispatch(shared: Arc<Shared>, req: Request<Incoming>) -> Response<Body>
     shared.state.lock().unwrap().requests.push(SinkRequest {
         path,
         status: response.status().as_u16(),
+        peer,
     });
     shared.changed.notify_waiters();
     response

@@ -84,6 +84,13 @@ pub struct TrailEvictions {
     pub workloads: usize,
 }
 
+impl std::ops::AddAssign for TrailEvictions {
+    fn add_assign(&mut self, more: Self) {
+        self.entries += more.entries;
+        self.workloads += more.workloads;
+    }
+}
+
 impl TrailEvictions {
     /// Each kind of eviction with its count.
     pub fn by_reason(&self) -> [(Eviction, usize); 2] {
@@ -124,9 +131,7 @@ impl Trail {
             return evictions;
         }
         for crumb in self.workloads.pop(from).into_iter().flatten() {
-            let more = self.insert(into, crumb);
-            evictions.entries += more.entries;
-            evictions.workloads += more.workloads;
+            evictions += self.insert(into, crumb);
         }
         evictions
     }

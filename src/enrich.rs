@@ -119,7 +119,7 @@ impl Enricher {
             }
         }
         let workload = chain.root().key(&event.namespace);
-        let evictions = match event.occurred_at() {
+        let mut evictions = match event.occurred_at() {
             Some(at) => self.trail.record(&workload, Crumb::of(event, at)),
             None => TrailEvictions::default(),
         };
@@ -127,11 +127,8 @@ impl Enricher {
             return (None, evictions);
         }
         // What was remembered before its owners were known joins the workload now.
-        let mut evictions = evictions;
         for object in chain.objects() {
-            let absorbed = self.trail.absorb(&object.key(&event.namespace), &workload);
-            evictions.entries += absorbed.entries;
-            evictions.workloads += absorbed.workloads;
+            evictions += self.trail.absorb(&object.key(&event.namespace), &workload);
         }
         let node = if event.source_host.is_empty() {
             chain

@@ -37,4 +37,22 @@ impl Chain {
     pub fn objects(&self) -> impl Iterator<Item = &ObjectRef> {
         self.links.iter().map(|l| &l.object)
     }
+
+    /// Records the root's metadata (and its uid when the reference had none) and follows
+    /// its owner: whether there is a new root to look up.
+    pub fn climb(&mut self, meta: Arc<Meta>) -> bool {
+        let owner = meta.controller.clone();
+        let last = self.links.last_mut().expect("a chain is never empty");
+        if last.object.uid.is_empty() {
+            last.object.uid = meta.object.uid.clone();
+        }
+        last.meta = Some(meta);
+        match owner {
+            Some(object) => {
+                self.links.push(Link { object, meta: None });
+                true
+            }
+            None => false,
+        }
+    }
 }

@@ -130,30 +130,16 @@ impl OwnerResolver {
     /// The chain from `involved` up to its root: `[involved, owner, …, root]`, each link's
     /// metadata when it could be read.
     pub async fn chain(&self, involved: &ObjectRef) -> Chain {
-        let mut links = vec![Link {
-            object: involved.clone(),
-            meta: None,
-        }];
-        while links.len() < MAX_DEPTH {
-            let current = &links.last().expect("never empty").object;
-            let Ok(meta) = self.lookup(current).await else {
+        let mut chain = Chain::of(involved);
+        while chain.links.len() < MAX_DEPTH {
+            let Ok(meta) = self.lookup(chain.root()).await else {
                 break;
             };
-            let owner = meta.controller.clone();
-            let last = links.last_mut().expect("never empty");
-            if last.object.uid.is_empty() {
-                last.object.uid = meta.object.uid.clone();
-            }
-            last.meta = Some(meta);
-            match owner {
-                Some(owner) => links.push(Link {
-                    object: owner,
-                    meta: None,
-                }),
-                None => break,
+            if !chain.climb(meta) {
+                break;
             }
         }
-        Chain { links }
+        chain
     }
 
     /// The owner chain as far as the cache knows it, without a request: it ends at the
@@ -161,35 +147,18 @@ impl OwnerResolver {
     /// only remembered: their breadcrumbs wait under the deepest object known until a
     /// reported occurrence resolves the whole chain (see `Enricher`).
     pub fn known_chain(&self, involved: &ObjectRef) -> Chain {
-        let mut links = vec![Link {
-            object: involved.clone(),
-            meta: None,
-        }];
+        let mut chain = Chain::of(involved);
         let mut cache = self.inner.cache.lock().unwrap();
         let now = Instant::now();
-        while links.len() < MAX_DEPTH {
-            let current = &links.last().expect("never empty").object;
-            if readable_resource(&current.api_version, &current.kind).is_none() {
-                break;
-            }
-            let Some(Ok(meta)) = cache.get(&current.key(""), now) else {
+        while chain.links.len() < MAX_DEPTH {
+            let Some(Ok(meta)) = cache.get(&chain.root().key(""), now) else {
                 break;
             };
-            let owner = meta.controller.clone();
-            let last = links.last_mut().expect("never empty");
-            if last.object.uid.is_empty() {
-                last.object.uid = meta.object.uid.clone();
-            }
-            last.meta = Some(meta);
-            match owner {
-                Some(owner) => links.push(Link {
-                    object: owner,
-                    meta: None,
-                }),
-                None => break,
+            if !chain.climb(meta) {
+                break;
             }
         }
-        Chain { links }
+        chain
     }
 
     /// A namespace's metadata (for its annotations), cached like objects.

@@ -214,36 +214,6 @@ async fn a_schedule_edit_reaches_the_next_check_in() {
 }
 
 #[tokio::test]
-async fn check_ins_go_to_the_cronjobs_dsn_with_custom_dsns_on() {
-    let world = World::new().await;
-    let dsn = world.sink.add_project("31", "cronkey");
-    let annotated = ObjectFixture::new("CronJob", "default", "annotated")
-        .annotation("k8s.sentry.io/dsn", &dsn)
-        .set(
-            &["spec"],
-            json!({"schedule": "0 2 * * *", "jobTemplate": {"spec": {"template": {}}}}),
-        )
-        .create(&world.server);
-    let agent = world
-        .start(&[
-            ("SENTRY_K8S_MONITOR_CRONJOBS", "1"),
-            ("SENTRY_K8S_CUSTOM_DSNS", "1"),
-        ])
-        .await;
-    start_run(&world, &annotated, "1");
-    eventually("the check-in", || check_ins(&world).len() == 1).await;
-    let projects: Vec<String> = world
-        .sink
-        .envelopes()
-        .into_iter()
-        .filter(|e| e.items.iter().any(|i| i.item_type() == "check_in"))
-        .map(|e| e.project)
-        .collect();
-    assert_eq!(projects, ["31"]);
-    agent.stop().await;
-}
-
-#[tokio::test]
 async fn check_ins_go_to_the_main_dsn_unless_custom_dsns_are_on() {
     for (switch, project) in [(None, "1"), (Some("0"), "1"), (Some("1"), "31")] {
         let world = World::new().await;

@@ -591,7 +591,7 @@ impl Reporter {
                 return;
             }
             Admit::Report { suppressed } if suppressed > 0 => {
-                convert::add_suppressed(&mut report.event, suppressed, self.limit, self.window);
+                convert::add_suppressed(&mut report, suppressed, self.limit, self.window);
             }
             Admit::Report { .. } => {}
         }

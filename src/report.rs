@@ -1,5 +1,6 @@
 //! A Sentry event as the agent sends it: the protocol event [`convert`](crate::convert)
-//! builds, and its breadcrumbs written straight from the trail's shared entries.
+//! builds, its contexts as the JSON `convert` wrote for them, and its breadcrumbs written
+//! straight from the trail's shared entries.
 //!
 //! Each event lists up to 20 earlier occurrences. As protocol `Breadcrumb`s they were nine
 //! allocations apiece, built again for every event that listed them — a third of the
@@ -14,6 +15,7 @@ use sentry::protocol::{Breadcrumb, Event, Level, Map};
 use serde::ser::{Error as _, SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::breadcrumbs::Crumb;
 use crate::limits::event_time;
@@ -21,11 +23,16 @@ use crate::limits::event_time;
 /// The breadcrumbs' category in Sentry.
 const CATEGORY: &str = "k8s.event";
 
-/// One occurrence, ready to send: serialises as the Sentry event with its breadcrumbs.
+/// One occurrence, ready to send: serialises as the Sentry event with its contexts and
+/// breadcrumbs.
 #[derive(Clone, Debug)]
 pub struct Report {
-    /// The event; its own `breadcrumbs` stay empty (they are [`Report::crumbs`]).
+    /// The event; its own `contexts` and `breadcrumbs` stay empty (they are
+    /// [`Report::contexts`] and [`Report::crumbs`]).
     pub event: Event<'static>,
+    /// The `contexts` object as JSON, written whole by `convert` (building protocol
+    /// `Context` maps for every event cost more than the rest of the event).
+    contexts: Option<Box<RawValue>>,
     crumbs: Vec<Arc<Crumb>>,
     /// When the report was built: breadcrumb times Sentry would not keep become this.
     now: DateTime<Utc>,
@@ -35,7 +42,47 @@ impl Report {
     pub fn new(mut event: Event<'static>, crumbs: Vec<Arc<Crumb>>, now: DateTime<Utc>) -> Self {
         // One list of breadcrumbs on the wire: ours.
         event.breadcrumbs = Default::default();
-        Self { event, crumbs, now }
+        // And one list of contexts: the event's own are written as they would be.
+        let contexts = (!event.contexts.is_empty()).then(|| {
+            let json = serde_json::to_string(&std::mem::take(&mut event.contexts))
+                .expect("protocol contexts serialise");
+            RawValue::from_string(json).expect("serde_json writes JSON")
+        });
+        Self {
+            event,
+            contexts,
+            crumbs,
+            now,
+        }
+    }
+
+    /// The same report with these contexts (a JSON object of contexts by name).
+    pub fn with_contexts(mut self, contexts: Option<Box<RawValue>>) -> Self {
+        self.contexts = contexts;
+        self
+    }
+
+    /// The contexts by name, as Sentry receives them.
+    pub fn contexts(&self) -> serde_json::Map<String, Value> {
+        self.contexts
+            .as_deref()
+            .map(|raw| serde_json::from_str(raw.get()).expect("contexts are a JSON object"))
+            .unwrap_or_default()
+    }
+
+    /// The contexts exactly as they go on the wire.
+    #[cfg(test)]
+    pub fn contexts_json(&self) -> Option<&str> {
+        self.contexts.as_deref().map(RawValue::get)
+    }
+
+    /// Adds (or replaces) one context: `fields` are its JSON, `type` included. Rebuilds
+    /// the contexts' JSON, so only for the rare context added after `convert`.
+    pub fn add_context(&mut self, name: &str, fields: serde_json::Map<String, Value>) {
+        let mut contexts = self.contexts();
+        contexts.insert(name.to_string(), Value::Object(fields));
+        let json = serde_json::to_string(&contexts).expect("JSON values serialise");
+        self.contexts = Some(RawValue::from_string(json).expect("serde_json writes JSON"));
     }
 
     /// The breadcrumbs, oldest first.
@@ -65,9 +112,13 @@ impl Report {
             .collect()
     }
 
-    /// The event as the SDK's types would hold it, breadcrumbs included.
+    /// The event as the SDK's types would hold it, contexts and breadcrumbs included.
     pub fn to_event(&self) -> Event<'static> {
         let mut event = self.event.clone();
+        if let Some(raw) = &self.contexts {
+            event.contexts =
+                serde_json::from_str(raw.get()).expect("contexts as the SDK reads them");
+        }
         event.breadcrumbs = self.breadcrumbs().into();
         event
     }
@@ -91,11 +142,14 @@ impl Serialize for Report {
         struct Wire<'a> {
             #[serde(flatten)]
             event: &'a Event<'static>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            contexts: Option<&'a RawValue>,
             #[serde(skip_serializing_if = "Crumbs::is_empty")]
             breadcrumbs: Crumbs<'a>,
         }
         Wire {
             event: &self.event,
+            contexts: self.contexts.as_deref(),
             breadcrumbs: Crumbs(self),
         }
         .serialize(serializer)

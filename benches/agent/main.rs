@@ -19,6 +19,7 @@
 //! Targets and regressions are printed, never asserted: speed belongs to the benchmark,
 //! not to timed tests.
 
+mod floor;
 mod results;
 mod usage;
 
@@ -81,6 +82,9 @@ const SETTLE: Duration = Duration::from_secs(2);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(floor::ARG) {
+        return floor::main(&args[1..]);
+    }
     let quick = args.iter().any(|a| a == "--quick");
     // Figures of another binary, or of a profiled one, are not the committed figures'.
     let other = ["BENCH_AGENT_BINARY", "BENCH_AGENT_WRAPPER"]
@@ -179,6 +183,7 @@ async fn run(shape: &Shape) -> Results {
         results.set("steady", "idle anon MiB", mib(rested.anon_kib));
         steady(&world, &agent, shape, &mut results).await;
         agent.stop();
+        io_floor(&world, shape, &mut results).await;
     }
     stored(shape, &mut results).await;
     results
@@ -208,6 +213,85 @@ async fn steady(world: &World, agent: &Agent, shape: &Shape, results: &mut Resul
     }
     let delivered = world.delivered(&before, first, &writes).await;
     world.record("steady", &before, agent, &delivered, results);
+}
+
+/// The burst and the steady stream again, through the floor client instead of the agent
+/// (see [`floor`]): what the I/O alone costs on this machine.
+async fn io_floor(world: &World, shape: &Shape, results: &mut Results) {
+    let client = Floor::spawn(world);
+    let first = shape.burst + (shape.steady_per_second * shape.steady_seconds) as usize;
+    let before = world.mark(client.pid());
+    world
+        .server
+        .create_all(world.events(first, shape.burst))
+        .unwrap();
+    let writes = vec![Instant::now(); shape.burst];
+    world.delivered(&before, first, &writes).await;
+    let cpu = usage::read(client.pid().0).cpu - before.usage.cpu;
+    results.set(
+        "burst",
+        "I/O floor CPU ms per event",
+        cpu.as_secs_f64() * 1000.0 / shape.burst as f64,
+    );
+
+    let first = first + shape.burst;
+    let count = (shape.steady_per_second * shape.steady_seconds) as usize;
+    let before = world.mark(client.pid());
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / shape.steady_per_second as u32);
+    let mut writes = Vec::with_capacity(count);
+    for event in world.events(first, count) {
+        tick.tick().await;
+        writes.push(Instant::now());
+        world.server.create(event).unwrap();
+    }
+    world.delivered(&before, first, &writes).await;
+    let cpu = usage::read(client.pid().0).cpu - before.usage.cpu;
+    results.set(
+        "steady",
+        "I/O floor CPU ms per event",
+        cpu.as_secs_f64() * 1000.0 / count as f64,
+    );
+    println!(
+        "I/O floor: {:.3} ms CPU per event in the burst, {:.3} in the steady stream",
+        results
+            .get("burst", "I/O floor CPU ms per event")
+            .unwrap_or(0.0),
+        results
+            .get("steady", "I/O floor CPU ms per event")
+            .unwrap_or(0.0),
+    );
+}
+
+/// The floor client, as its own process.
+struct Floor(Child);
+
+impl Floor {
+    fn spawn(world: &World) -> Self {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .arg(floor::ARG)
+            .arg(&world.kubeconfig)
+            .arg(world.sink.dsn())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(ready.trim(), "watching", "the floor client did not start");
+        Self(child)
+    }
+
+    fn pid(&self) -> Pid {
+        Pid(self.0.id())
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A new agent over a store full of history: its start, a relist, then new events.

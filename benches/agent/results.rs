@@ -41,6 +41,9 @@ const FIGURES: &[Figure] = &[
         0.005,
         &[("burst", 0.05), ("steady", 0.10)],
     ),
+    // What the same I/O costs without the agent's work (benches/agent/floor.rs): a property
+    // of the machine and the libraries, shown beside the agent's figure.
+    figure("I/O floor CPU ms per event", Better::Neither, 3, 0.0, &[]),
     figure("events/s", Better::Higher, 0, 100.0, &[]),
     figure("CPU s", Better::Lower, 2, 0.05, &[]),
     figure("start CPU s", Better::Lower, 2, 0.03, &[("stored", 0.3)]),

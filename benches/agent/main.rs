@@ -219,6 +219,9 @@ async fn steady(world: &World, agent: &Agent, shape: &Shape, results: &mut Resul
 /// (see [`floor`]): what the I/O alone costs on this machine.
 async fn io_floor(world: &World, shape: &Shape, results: &mut Results) {
     let client = Floor::spawn(world);
+    tokio::time::sleep(SETTLE).await;
+    let idle = usage::read(client.pid().0);
+    results.set("burst", "I/O floor idle RSS MiB", mib(idle.rss_kib));
     let first = shape.burst + (shape.steady_per_second * shape.steady_seconds) as usize;
     let before = world.mark(client.pid());
     world

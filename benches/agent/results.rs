@@ -56,6 +56,7 @@ const FIGURES: &[Figure] = &[
         &[("burst", 8.0), ("stored", 16.0)],
     ),
     figure("idle anon MiB", Better::Lower, 1, 0.5, &[]),
+    figure("I/O floor idle RSS MiB", Better::Neither, 1, 0.0, &[]),
     figure("peak RSS MiB", Better::Lower, 1, 0.5, &[]),
     figure("RSS after MiB", Better::Lower, 1, 0.5, &[("burst", 20.0)]),
     figure("anon after MiB", Better::Lower, 1, 0.5, &[]),

@@ -23,38 +23,100 @@ use crate::labels::label_enum;
 use crate::limits::{MAX_CRUMB_MESSAGE_CHARS, MAX_TAG_VALUE_CHARS, truncate};
 
 /// One earlier occurrence. Shared (an [`Arc`]) between the trail and every event that
-/// lists it: built once, never copied.
+/// lists it: built once, never copied. Its texts are packed into one allocation: a trail
+/// holds thousands of crumbs (5,000 workloads × 50 by default), and five strings apiece
+/// cost more than the texts themselves.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Crumb {
     pub at: DateTime<Utc>,
     pub warning: bool,
-    pub reason: String,
-    /// What the breadcrumb says: `<reason>: <message>`, the message cut.
-    pub text: String,
-    pub kind: String,
-    pub name: String,
     pub count: i64,
-    /// Which occurrence of which event this is, so an event never lists itself.
-    pub event_uid: String,
+    /// `<reason>: <message>`, then the kind, the name and the event's uid.
+    packed: Box<str>,
+    /// Where the reason, the text, the kind and the name end in `packed`.
+    ends: [u32; 4],
+}
+
+/// What a breadcrumb says, as it is packed.
+#[derive(Clone, Copy, Debug)]
+pub struct CrumbText<'a> {
+    pub reason: &'a str,
+    pub message: &'a str,
+    pub kind: &'a str,
+    pub name: &'a str,
+    /// Which event this is an occurrence of, so an event never lists itself.
+    pub event_uid: &'a str,
 }
 
 impl Crumb {
-    pub fn of(event: &KubeEvent, at: DateTime<Utc>) -> Self {
-        let reason = truncate(&event.reason, MAX_TAG_VALUE_CHARS).into_owned();
-        let text = format!(
-            "{reason}: {}",
-            truncate(&event.message, MAX_CRUMB_MESSAGE_CHARS)
+    pub fn new(at: DateTime<Utc>, warning: bool, count: i64, text: CrumbText<'_>) -> Self {
+        let mut packed = String::with_capacity(
+            text.reason.len()
+                + 2
+                + text.message.len()
+                + text.kind.len()
+                + text.name.len()
+                + text.event_uid.len(),
         );
+        let mut ends = [0; 4];
+        let mut push = |part: &str| {
+            packed.push_str(part);
+            // Parts are cut to a few thousand characters: u32 is plenty.
+            packed.len() as u32
+        };
+        ends[0] = push(text.reason);
+        push(": ");
+        ends[1] = push(text.message);
+        ends[2] = push(text.kind);
+        ends[3] = push(text.name);
+        push(text.event_uid);
         Self {
             at,
-            warning: !event.is_normal(),
-            reason,
-            text,
-            kind: truncate(&event.involved.kind, MAX_TAG_VALUE_CHARS).into_owned(),
-            name: truncate(&event.involved.name, MAX_TAG_VALUE_CHARS).into_owned(),
-            count: event.count(),
-            event_uid: event.uid.clone(),
+            warning,
+            count,
+            packed: packed.into_boxed_str(),
+            ends,
         }
+    }
+
+    pub fn of(event: &KubeEvent, at: DateTime<Utc>) -> Self {
+        Self::new(
+            at,
+            !event.is_normal(),
+            event.count(),
+            CrumbText {
+                reason: &truncate(&event.reason, MAX_TAG_VALUE_CHARS),
+                message: &truncate(&event.message, MAX_CRUMB_MESSAGE_CHARS),
+                kind: &truncate(&event.involved.kind, MAX_TAG_VALUE_CHARS),
+                name: &truncate(&event.involved.name, MAX_TAG_VALUE_CHARS),
+                event_uid: &event.uid,
+            },
+        )
+    }
+
+    fn part(&self, from: u32, to: u32) -> &str {
+        &self.packed[from as usize..to as usize]
+    }
+
+    pub fn reason(&self) -> &str {
+        self.part(0, self.ends[0])
+    }
+
+    /// What the breadcrumb says: `<reason>: <message>`, the message cut.
+    pub fn text(&self) -> &str {
+        self.part(0, self.ends[1])
+    }
+
+    pub fn kind(&self) -> &str {
+        self.part(self.ends[1], self.ends[2])
+    }
+
+    pub fn name(&self) -> &str {
+        self.part(self.ends[2], self.ends[3])
+    }
+
+    pub fn event_uid(&self) -> &str {
+        &self.packed[self.ends[3] as usize..]
     }
 }
 
@@ -146,11 +208,9 @@ impl Trail {
         }
         let entries = self.workloads.get_mut(workload).expect("just ensured");
         // Seen already (a relist after a takeover replays what a follower recorded).
-        if entries
-            .iter()
-            .rev()
-            .any(|c| c.event_uid == crumb.event_uid && c.count == crumb.count && c.at == crumb.at)
-        {
+        if entries.iter().rev().any(|c| {
+            c.event_uid() == crumb.event_uid() && c.count == crumb.count && c.at == crumb.at
+        }) {
             return evictions;
         }
         // Usually the newest: insert from the back.
@@ -181,7 +241,7 @@ impl Trail {
         let mut earlier: Vec<Arc<Crumb>> = entries
             .iter()
             .rev()
-            .filter(|c| c.at <= until && c.event_uid != event_uid)
+            .filter(|c| c.at <= until && c.event_uid() != event_uid)
             .take(n)
             .cloned()
             .collect();
@@ -195,16 +255,59 @@ mod tests {
     use super::*;
 
     fn crumb(at: i64, reason: &str, uid: &str) -> Crumb {
-        Crumb {
-            at: DateTime::from_timestamp(at, 0).unwrap(),
-            warning: reason == "BackOff",
-            reason: reason.into(),
-            text: format!("{reason}: "),
-            kind: "Pod".into(),
-            name: "p".into(),
-            count: 1,
-            event_uid: uid.into(),
-        }
+        Crumb::new(
+            DateTime::from_timestamp(at, 0).unwrap(),
+            reason == "BackOff",
+            1,
+            CrumbText {
+                reason,
+                message: "",
+                kind: "Pod",
+                name: "p",
+                event_uid: uid,
+            },
+        )
+    }
+
+    #[test]
+    fn a_crumb_gives_back_each_of_its_texts() {
+        let c = Crumb::new(
+            DateTime::from_timestamp(1, 0).unwrap(),
+            true,
+            3,
+            CrumbText {
+                reason: "BackOff",
+                message: "Back-off restarting failed container é",
+                kind: "Pod",
+                name: "web-1",
+                event_uid: "e1",
+            },
+        );
+        assert_eq!(c.reason(), "BackOff");
+        assert_eq!(c.text(), "BackOff: Back-off restarting failed container é");
+        assert_eq!((c.kind(), c.name(), c.event_uid()), ("Pod", "web-1", "e1"));
+        let empty = Crumb::new(
+            c.at,
+            false,
+            1,
+            CrumbText {
+                reason: "",
+                message: "",
+                kind: "",
+                name: "",
+                event_uid: "",
+            },
+        );
+        assert_eq!(
+            (
+                empty.reason(),
+                empty.text(),
+                empty.kind(),
+                empty.name(),
+                empty.event_uid()
+            ),
+            ("", ": ", "", "", "")
+        );
     }
 
     fn limits(workloads: usize, per: usize) -> TrailLimits {
@@ -224,13 +327,13 @@ mod tests {
         let reasons: Vec<_> = t
             .before("w", DateTime::from_timestamp(30, 0).unwrap(), "e3", 10)
             .into_iter()
-            .map(|c| c.reason.clone())
+            .map(|c| c.reason().to_string())
             .collect();
         assert_eq!(reasons, ["Scheduled", "Started"]);
         let last_one: Vec<_> = t
             .before("w", DateTime::from_timestamp(40, 0).unwrap(), "e4", 1)
             .into_iter()
-            .map(|c| c.reason.clone())
+            .map(|c| c.reason().to_string())
             .collect();
         assert_eq!(last_one, ["BackOff"]);
         assert!(
@@ -265,7 +368,7 @@ mod tests {
                 10,
             )
             .into_iter()
-            .map(|c| c.reason.clone())
+            .map(|c| c.reason().to_string())
             .collect();
         assert_eq!(reasons, ["Scheduled", "ScalingReplicaSet", "Started"]);
         assert_eq!(t.workloads(), 1, "nothing left under the pod");

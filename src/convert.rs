@@ -547,7 +547,7 @@ pub fn to_sentry_event(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::breadcrumbs::Crumb;
+    use crate::breadcrumbs::{Crumb, CrumbText};
     use crate::event::ObjectRef;
     use crate::limits::MAX_TAG_VALUE_CHARS;
     use sentry::protocol::{Context, Map};
@@ -678,16 +678,18 @@ mod tests {
         ev.involved.name = "n".repeat(5000);
         ev.source_component = "c".repeat(5000);
         let mut enrichment = Enrichment::bare(&ev);
-        enrichment.breadcrumbs.push(Arc::new(Crumb {
-            at: "1969-01-01T00:00:00Z".parse().unwrap(),
-            warning: true,
-            reason: "Old".into(),
-            text: "Old: older still".into(),
-            kind: "Pod".into(),
-            name: "p".into(),
-            count: 1,
-            event_uid: "e0".into(),
-        }));
+        enrichment.breadcrumbs.push(Arc::new(Crumb::new(
+            "1969-01-01T00:00:00Z".parse().unwrap(),
+            true,
+            1,
+            CrumbText {
+                reason: "Old",
+                message: "older still",
+                kind: "Pod",
+                name: "p",
+                event_uid: "e0",
+            },
+        )));
         let e = to_sentry_event(&ev, &enrichment, &Settings::default(), now()).to_event();
         let json = serde_json::to_value(&e).expect("serialisable: no time before 1970");
         assert_eq!(e.timestamp, SystemTime::from(now()), "reported at receipt");

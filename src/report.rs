@@ -97,14 +97,14 @@ impl Report {
             .iter()
             .map(|crumb| {
                 let mut data = Map::new();
-                data.insert("kind".into(), Value::String(crumb.kind.clone()));
-                data.insert("name".into(), Value::String(crumb.name.clone()));
+                data.insert("kind".into(), Value::String(crumb.kind().to_string()));
+                data.insert("name".into(), Value::String(crumb.name().to_string()));
                 data.insert("count".into(), Value::from(crumb.count));
                 Breadcrumb {
                     timestamp: self.time(crumb),
                     category: Some(CATEGORY.into()),
                     level: level(crumb),
-                    message: Some(crumb.text.clone()),
+                    message: Some(crumb.text().to_string()),
                     data,
                     ..Default::default()
                 }
@@ -209,7 +209,7 @@ impl Serialize for Wire<'_> {
         if self.crumb.warning {
             map.serialize_entry("level", &Level::Warning)?;
         }
-        map.serialize_entry("message", &self.crumb.text)?;
+        map.serialize_entry("message", self.crumb.text())?;
         map.serialize_entry("data", &Data(self.crumb))?;
         map.end()
     }
@@ -222,8 +222,8 @@ impl Serialize for Data<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(3))?;
         map.serialize_entry("count", &self.0.count)?;
-        map.serialize_entry("kind", &self.0.kind)?;
-        map.serialize_entry("name", &self.0.name)?;
+        map.serialize_entry("kind", self.0.kind())?;
+        map.serialize_entry("name", self.0.name())?;
         map.end()
     }
 }
@@ -231,18 +231,21 @@ impl Serialize for Data<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::breadcrumbs::CrumbText;
 
     fn crumb(at: &str, warning: bool, uid: &str) -> Arc<Crumb> {
-        Arc::new(Crumb {
-            at: at.parse().unwrap(),
+        Arc::new(Crumb::new(
+            at.parse().unwrap(),
             warning,
-            reason: "BackOff".into(),
-            text: "BackOff: Back-off restarting failed container \"app\"".into(),
-            kind: "Pod".into(),
-            name: "web-1".into(),
-            count: 3,
-            event_uid: uid.into(),
-        })
+            3,
+            CrumbText {
+                reason: "BackOff",
+                message: "Back-off restarting failed container \"app\"",
+                kind: "Pod",
+                name: "web-1",
+                event_uid: uid,
+            },
+        ))
     }
 
     #[test]

@@ -176,19 +176,21 @@ mod tests {
 
     #[test]
     fn an_events_envelope_is_what_the_sdk_writes_for_it() {
-        use crate::breadcrumbs::Crumb;
+        use crate::breadcrumbs::{Crumb, CrumbText};
         use std::sync::Arc;
         let crumb = |at: &str, warning| {
-            Arc::new(Crumb {
-                at: at.parse().unwrap(),
+            Arc::new(Crumb::new(
+                at.parse().unwrap(),
                 warning,
-                reason: "BackOff".into(),
-                text: "BackOff: Back-off restarting failed container".into(),
-                kind: "Pod".into(),
-                name: "web-1".into(),
-                count: 2,
-                event_uid: "e1".into(),
-            })
+                2,
+                CrumbText {
+                    reason: "BackOff",
+                    message: "Back-off restarting failed container",
+                    kind: "Pod",
+                    name: "web-1",
+                    event_uid: "e1",
+                },
+            ))
         };
         let event = Event {
             message: Some("web-1: Back-off restarting failed container".into()),

@@ -255,13 +255,14 @@ async fn io_floor(world: &World, shape: &Shape, results: &mut Results) {
         cpu.as_secs_f64() * 1000.0 / count as f64,
     );
     println!(
-        "I/O floor: {:.3} ms CPU per event in the burst, {:.3} in the steady stream",
+        "I/O floor: {:.3} ms CPU per event in the burst, {:.3} in the steady stream, {:.1} MiB resident idle",
         results
             .get("burst", "I/O floor CPU ms per event")
             .unwrap_or(0.0),
         results
             .get("steady", "I/O floor CPU ms per event")
             .unwrap_or(0.0),
+        mib(idle.rss_kib),
     );
 }
 

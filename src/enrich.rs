@@ -160,13 +160,13 @@ mod tests {
 
     #[test]
     fn the_scheduler_names_the_node() {
-        let object: kube::api::DynamicObject = serde_json::from_value(serde_json::json!({
+        let object: crate::normalize::EventObject = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "e", "namespace": "shop", "uid": "u"},
             "involvedObject": {"kind": "Pod", "name": "web-1"},
             "reason": "Scheduled", "type": "Normal", "message": "Successfully assigned shop/web-1 to node-7",
         }))
         .unwrap();
-        let event = crate::normalize::normalize(&object).unwrap();
+        let event = crate::normalize::normalize(object).unwrap();
         assert_eq!(assigned_node(&event), Some("node-7"));
     }
 }

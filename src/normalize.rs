@@ -1,8 +1,15 @@
 //! The only place that knows the core/v1 Event JSON: turns a watched object into a
 //! [`KubeEvent`], leniently (odd or missing fields become empty, never an error).
 
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
 use chrono::{DateTime, Utc};
-use kube::api::DynamicObject;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::event::{KubeEvent, ObjectRef};
@@ -52,49 +59,273 @@ pub fn from_jiff(t: &k8s_openapi::jiff::Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond().max(0) as u32)
 }
 
+/// A watched core/v1 Event, read straight from the watch stream into the fields the agent
+/// uses. Not kube's `DynamicObject`: its flattened body was decoded twice (buffered, then
+/// read again), and each field was then copied out of the JSON tree. Every field is
+/// lenient: one of an unexpected type becomes text or is treated as absent, never an
+/// error for the whole event.
+#[derive(Clone, Debug, Default)]
+pub struct EventObject {
+    /// Name, namespace, uid and resourceVersion only (what the watcher reads).
+    metadata: ObjectMeta,
+    created: Option<DateTime<Utc>>,
+    body: RawEvent,
+}
+
+impl kube::Resource for EventObject {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "Event".into()
+    }
+
+    fn group(_: &()) -> Cow<'_, str> {
+        "".into()
+    }
+
+    fn version(_: &()) -> Cow<'_, str> {
+        "v1".into()
+    }
+
+    fn plural(_: &()) -> Cow<'_, str> {
+        "events".into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+/// Any JSON value (so a field of an unexpected type never fails the whole event).
+fn lenient<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+    Option::<Value>::deserialize(deserializer).map(Option::unwrap_or_default)
+}
+
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawMeta {
+    #[serde(deserialize_with = "lenient")]
+    name: Value,
+    #[serde(deserialize_with = "lenient")]
+    namespace: Value,
+    #[serde(deserialize_with = "lenient")]
+    uid: Value,
+    #[serde(deserialize_with = "lenient")]
+    resource_version: Value,
+    #[serde(deserialize_with = "lenient")]
+    creation_timestamp: Value,
+}
+
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawRef {
+    #[serde(deserialize_with = "lenient")]
+    api_version: Value,
+    #[serde(deserialize_with = "lenient")]
+    kind: Value,
+    #[serde(deserialize_with = "lenient")]
+    name: Value,
+    #[serde(deserialize_with = "lenient")]
+    namespace: Value,
+    #[serde(deserialize_with = "lenient")]
+    uid: Value,
+    #[serde(deserialize_with = "lenient")]
+    field_path: Value,
+}
+
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(default)]
+struct RawSource {
+    #[serde(deserialize_with = "lenient")]
+    component: Value,
+    #[serde(deserialize_with = "lenient")]
+    host: Value,
+}
+
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawSeries {
+    #[serde(deserialize_with = "lenient")]
+    count: Value,
+    #[serde(deserialize_with = "lenient")]
+    last_observed_time: Value,
+}
+
+/// The event as it arrives; fields not named here are skipped unread.
+#[derive(Clone, Debug, Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RawEvent {
+    #[serde(deserialize_with = "lenient_object")]
+    metadata: RawMeta,
+    #[serde(deserialize_with = "lenient_object")]
+    involved_object: RawRef,
+    #[serde(rename = "type", deserialize_with = "lenient")]
+    event_type: Value,
+    #[serde(deserialize_with = "lenient")]
+    reason: Value,
+    #[serde(deserialize_with = "lenient")]
+    message: Value,
+    #[serde(deserialize_with = "lenient_object")]
+    source: RawSource,
+    #[serde(deserialize_with = "lenient")]
+    reporting_component: Value,
+    #[serde(deserialize_with = "lenient")]
+    reporting_instance: Value,
+    #[serde(deserialize_with = "lenient")]
+    action: Value,
+    #[serde(deserialize_with = "lenient")]
+    count: Value,
+    #[serde(deserialize_with = "lenient_object")]
+    series: RawSeries,
+    #[serde(deserialize_with = "lenient")]
+    first_timestamp: Value,
+    #[serde(deserialize_with = "lenient")]
+    last_timestamp: Value,
+    #[serde(deserialize_with = "lenient")]
+    event_time: Value,
+}
+
+/// A nested object read in place, or its defaults when it is absent, null or not an
+/// object (never buffered: a visitor takes the map as it streams by).
+fn lenient_object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    struct Lenient<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de> + Default> Visitor<'de> for Lenient<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<T, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(T::default())
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+            deserializer.deserialize_any(self)
+        }
+
+        fn visit_none<E>(self) -> Result<T, E> {
+            Ok(T::default())
+        }
+
+        fn visit_unit<E>(self) -> Result<T, E> {
+            Ok(T::default())
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<T, E> {
+            Ok(T::default())
+        }
+
+        fn visit_i64<E>(self, _: i64) -> Result<T, E> {
+            Ok(T::default())
+        }
+
+        fn visit_u64<E>(self, _: u64) -> Result<T, E> {
+            Ok(T::default())
+        }
+
+        fn visit_f64<E>(self, _: f64) -> Result<T, E> {
+            Ok(T::default())
+        }
+
+        fn visit_str<E>(self, _: &str) -> Result<T, E> {
+            Ok(T::default())
+        }
+    }
+
+    deserializer.deserialize_any(Lenient(PhantomData))
+}
+
+impl<'de> Deserialize<'de> for EventObject {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut raw: RawEvent = lenient_object(deserializer)?;
+        let meta = &mut raw.metadata;
+        let some = |value: &mut Value| {
+            let text = take_text(value);
+            (!text.is_empty()).then_some(text)
+        };
+        Ok(Self {
+            metadata: ObjectMeta {
+                name: some(&mut meta.name),
+                namespace: some(&mut meta.namespace),
+                uid: some(&mut meta.uid),
+                resource_version: some(&mut meta.resource_version),
+                ..Default::default()
+            },
+            created: time(&meta.creation_timestamp, &[]),
+            body: raw,
+        })
+    }
+}
+
+/// A text field, moved out of the JSON (numbers and other odd values as their JSON text).
+fn take_text(value: &mut Value) -> String {
+    match value.take() {
+        Value::String(text) => text,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
 /// Reads a core/v1 Event.
-pub fn normalize(object: &DynamicObject) -> Result<KubeEvent, Malformed> {
-    let meta = &object.metadata;
-    let data = &object.data;
-    let name = meta.name.clone().unwrap_or_default();
-    let namespace = meta.namespace.clone().unwrap_or_default();
-    let uid = match (&meta.uid, name.is_empty()) {
-        (Some(uid), _) if !uid.is_empty() => uid.clone(),
-        (_, false) => format!("{namespace}/{name}"),
-        (_, true) => return Err(Malformed::NoIdentity),
+pub fn normalize(object: EventObject) -> Result<KubeEvent, Malformed> {
+    let EventObject {
+        metadata,
+        created,
+        body: mut raw,
+    } = object;
+    let name = metadata.name.unwrap_or_default();
+    let namespace = metadata.namespace.unwrap_or_default();
+    let uid = match (metadata.uid, name.is_empty()) {
+        (Some(uid), _) => uid,
+        (None, false) => format!("{namespace}/{name}"),
+        (None, true) => return Err(Malformed::NoIdentity),
     };
+    let r = &mut raw.involved_object;
     let involved = ObjectRef {
-        api_version: text(data, &["involvedObject", "apiVersion"]),
-        kind: text(data, &["involvedObject", "kind"]),
-        name: text(data, &["involvedObject", "name"]),
-        namespace: text(data, &["involvedObject", "namespace"]),
-        uid: text(data, &["involvedObject", "uid"]),
-        field_path: text(data, &["involvedObject", "fieldPath"]),
+        api_version: take_text(&mut r.api_version),
+        kind: take_text(&mut r.kind),
+        name: take_text(&mut r.name),
+        namespace: take_text(&mut r.namespace),
+        uid: take_text(&mut r.uid),
+        field_path: take_text(&mut r.field_path),
     };
     Ok(KubeEvent {
         uid,
         name,
         namespace,
-        resource_version: meta.resource_version.clone().unwrap_or_default(),
-        event_type: text(data, &["type"]),
-        reason: text(data, &["reason"]),
-        message: text(data, &["message"]),
+        resource_version: metadata.resource_version.unwrap_or_default(),
+        event_type: take_text(&mut raw.event_type),
+        reason: take_text(&mut raw.reason),
+        message: take_text(&mut raw.message),
         involved,
-        source_component: text(data, &["source", "component"]),
-        source_host: text(data, &["source", "host"]),
-        reporting_controller: text(data, &["reportingComponent"]),
-        reporting_instance: text(data, &["reportingInstance"]),
-        action: text(data, &["action"]),
-        legacy_count: number(data, &["count"]),
-        series_count: number(data, &["series", "count"]),
-        series_last_observed: time(data, &["series", "lastObservedTime"]),
-        first_timestamp: time(data, &["firstTimestamp"]),
-        last_timestamp: time(data, &["lastTimestamp"]),
-        event_time: time(data, &["eventTime"]),
-        created: meta
-            .creation_timestamp
-            .as_ref()
-            .and_then(|t| from_jiff(&t.0)),
+        source_component: take_text(&mut raw.source.component),
+        source_host: take_text(&mut raw.source.host),
+        reporting_controller: take_text(&mut raw.reporting_component),
+        reporting_instance: take_text(&mut raw.reporting_instance),
+        action: take_text(&mut raw.action),
+        legacy_count: number(&raw.count, &[]),
+        series_count: number(&raw.series.count, &[]),
+        series_last_observed: time(&raw.series.last_observed_time, &[]),
+        first_timestamp: time(&raw.first_timestamp, &[]),
+        last_timestamp: time(&raw.last_timestamp, &[]),
+        event_time: time(&raw.event_time, &[]),
+        created,
         termination: None,
     })
 }
@@ -104,13 +335,13 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn object(value: Value) -> DynamicObject {
+    fn object(value: Value) -> EventObject {
         serde_json::from_value(value).unwrap()
     }
 
     #[test]
     fn reads_an_old_style_kubelet_event() {
-        let ev = normalize(&object(json!({
+        let ev = normalize(object(json!({
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": "web-1.17a", "namespace": "shop", "uid": "u1", "resourceVersion": "42",
                           "creationTimestamp": "2026-11-21T06:00:00Z"},
@@ -137,7 +368,7 @@ mod tests {
 
     #[test]
     fn prefers_the_series_time_for_new_style_events() {
-        let ev = normalize(&object(json!({
+        let ev = normalize(object(json!({
             "metadata": {"name": "s", "namespace": "n", "uid": "u", "creationTimestamp": "2026-11-21T05:00:00Z"},
             "involvedObject": {"kind": "Pod", "name": "p"},
             "eventTime": "2026-11-21T06:00:00.123456Z",
@@ -154,8 +385,31 @@ mod tests {
     }
 
     #[test]
+    fn nested_objects_of_the_wrong_type_read_as_absent() {
+        let ev = normalize(object(json!({
+            "metadata": {"name": 7, "namespace": "n", "uid": ["u"], "resourceVersion": 42},
+            "involvedObject": "not an object",
+            "source": [1, {"component": "x"}],
+            "series": 5,
+            "reason": {"nested": true},
+            "message": "still read",
+        })))
+        .unwrap();
+        assert_eq!(ev.name, "7");
+        assert_eq!(ev.uid, "[\"u\"]", "odd values become their JSON text");
+        assert_eq!(ev.resource_version, "42");
+        assert_eq!(ev.involved, ObjectRef::default());
+        assert_eq!(ev.component(), "");
+        assert_eq!(ev.series_count, None);
+        assert_eq!(ev.reason, "{\"nested\":true}");
+        assert_eq!(ev.message, "still read");
+        let bare: EventObject = serde_json::from_value(json!("an event?")).unwrap();
+        assert_eq!(normalize(bare).unwrap_err(), Malformed::NoIdentity);
+    }
+
+    #[test]
     fn missing_and_odd_fields_become_empty() {
-        let ev = normalize(&object(json!({
+        let ev = normalize(object(json!({
             "metadata": {"name": "x", "namespace": "n"},
             "involvedObject": {},
             "count": null, "lastTimestamp": "not a time", "type": 3,
@@ -167,7 +421,7 @@ mod tests {
         assert_eq!(ev.event_type, "3");
         assert!(ev.occurred_at().is_none());
         assert_eq!(
-            normalize(&object(json!({"metadata": {}}))).unwrap_err(),
+            normalize(object(json!({"metadata": {}}))).unwrap_err(),
             Malformed::NoIdentity
         );
     }

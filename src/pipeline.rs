@@ -163,7 +163,7 @@ impl Tracker {
             SourceItem::Listed { watch, object } | SourceItem::Applied { watch, object } => {
                 match object {
                     Object::Event(object) => {
-                        let Some(event) = self.read(&object) else {
+                        let Some(event) = self.read(object) else {
                             return Vec::new();
                         };
                         self.observe(watch, event).into_iter().collect()
@@ -175,7 +175,7 @@ impl Tracker {
             SourceItem::Deleted { object, .. } => {
                 match object {
                     Object::Event(object) => {
-                        if let Ok(event) = normalize(&object) {
+                        if let Ok(event) = normalize(object) {
                             self.seen.forget(&event.uid);
                         }
                     }
@@ -197,7 +197,7 @@ impl Tracker {
         }
     }
 
-    fn read(&self, object: &kube::api::DynamicObject) -> Option<KubeEvent> {
+    fn read(&self, object: crate::normalize::EventObject) -> Option<KubeEvent> {
         match normalize(object) {
             Ok(event) => {
                 self.metrics.events_received.inc(event.type_label());

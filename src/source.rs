@@ -7,14 +7,14 @@
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt, stream};
-use k8s_openapi::api::core::v1::Event as CoreEvent;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, Namespaces};
 use crate::labels::label_enum;
 use crate::leadership::Generation;
+use crate::normalize::EventObject;
 use crate::pods::PodView;
 
 /// Pods per page of a pod list: a page is held whole while it is read, and a pod (its
@@ -84,7 +84,7 @@ pub fn watches(config: &Config) -> Vec<Watch> {
 /// An object a watch delivered.
 #[derive(Debug, Clone)]
 pub enum Object {
-    Event(DynamicObject),
+    Event(EventObject),
     Pod(PodView),
 }
 
@@ -221,7 +221,6 @@ fn generation(
     watches: &[Watch],
     generation: Arc<Generation>,
 ) -> impl Stream<Item = SourceItem> + Send + 'static + use<> {
-    let events = ApiResource::erase::<CoreEvent>(&());
     let streams = watches
         .iter()
         .enumerate()
@@ -244,9 +243,9 @@ fn generation(
                     items(index, watch, generation, stream, Object::Pod)
                 }
                 _ => {
-                    let api: Api<DynamicObject> = match &watch.scope {
-                        Some(ns) => Api::namespaced_with(client, ns, &events),
-                        None => Api::all_with(client, &events),
+                    let api: Api<EventObject> = match &watch.scope {
+                        Some(ns) => Api::namespaced(client, ns),
+                        None => Api::all(client),
                     };
                     let stream = watcher(api, watcher::Config::default()).default_backoff();
                     items(index, watch, generation, stream, Object::Event)

@@ -486,11 +486,22 @@ async fn odd_and_malformed_events_never_stop_the_agent() {
             .set(&["count"], json!("seven"))
             .set(&["lastTimestamp"], json!(12))
             .build(),
+        // Nested objects that are not objects: read as absent, not a broken watch.
+        EventFixture::warning("default", "nested.6", "Evicted", "nested")
+            .set(&["involvedObject"], json!("not an object"))
+            .set(&["source"], json!([1, {"component": "x"}]))
+            .set(&["series"], json!(5))
+            .build(),
     ];
     world.server.create_all(odd).unwrap();
     world.sentinel("default", "after-odd").await;
     let reported = world.reported();
-    assert_eq!(reported.len(), 5, "all are reported");
+    assert_eq!(reported.len(), 6, "all are reported");
+    let nested = reported
+        .iter()
+        .find(|e| e["tags"]["reason"] == "Evicted")
+        .unwrap();
+    assert_eq!(nested["message"], "nested.6: nested");
     let big = reported
         .iter()
         .find(|e| e["tags"]["reason"] == "Failed")

@@ -69,7 +69,8 @@ pub struct EventObject {
     /// Name, namespace, uid and resourceVersion only (what the watcher reads).
     metadata: ObjectMeta,
     created: Option<DateTime<Utc>>,
-    body: RawEvent,
+    /// Boxed: a watch moves objects around, and this is most of their size.
+    body: Box<RawEvent>,
 }
 
 impl kube::Resource for EventObject {
@@ -268,7 +269,7 @@ impl<'de> Deserialize<'de> for EventObject {
                 ..Default::default()
             },
             created: time(&meta.creation_timestamp, &[]),
-            body: raw,
+            body: Box::new(raw),
         })
     }
 }
@@ -289,6 +290,7 @@ pub fn normalize(object: EventObject) -> Result<KubeEvent, Malformed> {
         created,
         body: mut raw,
     } = object;
+    let raw = &mut *raw;
     let name = metadata.name.unwrap_or_default();
     let namespace = metadata.namespace.unwrap_or_default();
     let uid = match (metadata.uid, name.is_empty()) {

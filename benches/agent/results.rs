@@ -292,7 +292,10 @@ impl Results {
              `stored`: 10,000 events already stored when the agent starts (historical off), a \
              relist, then 1,000 new ones. CPU is the agent process's user + system time; RSS its \
              resident memory (`idle`: before the scenario's events; for `stored`, after the start \
-             and the relist); latency from the write to the apiserver to the envelope's arrival.\n\n\
+             and the relist); latency from the write to the apiserver to the envelope's arrival. \
+             `I/O floor`: the same events through a client that only reads the watch and posts \
+             an envelope of the same size per event, on the agent's runtime and libraries \
+             (benches/agent/floor.rs): what this machine charges before any of the agent's work.\n\n\
              {HISTORY}\n\n\
              | date | commit | burst CPU ms/event | steady CPU ms/event | idle MiB | after burst MiB | stored start CPU s | stored idle MiB | steady p99 ms |\n\
              |---|---|---:|---:|---:|---:|---:|---:|---:|\n",

@@ -61,8 +61,7 @@ impl Crumb {
         let mut ends = [0; 4];
         let mut push = |part: &str| {
             packed.push_str(part);
-            // Parts are cut to a few thousand characters: u32 is plenty.
-            packed.len() as u32
+            u32::try_from(packed.len()).expect("a crumb's texts are cut to a few KiB")
         };
         ends[0] = push(text.reason);
         push(": ");

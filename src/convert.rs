@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sentry::protocol::{ClientSdkInfo, Event, Level};
+use sentry::protocol::{ClientSdkInfo, Event, Level, Map};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -111,13 +111,24 @@ impl Contexts {
         object
     }
 
+    /// The contexts' JSON, checked (serde_json parses it once more): a slip in this writer
+    /// loses the contexts of the event, logged, never the event.
     fn finish(mut self) -> Option<Box<RawValue>> {
         if self.0.len() == 1 {
             return None;
         }
         self.0.push(b'}');
-        let json = String::from_utf8(self.0).expect("JSON written from strings is UTF-8");
-        Some(RawValue::from_string(json).expect("the contexts are valid JSON"))
+        let checked = String::from_utf8(self.0)
+            .map_err(|e| e.to_string())
+            .and_then(|json| RawValue::from_string(json).map_err(|e| e.to_string()));
+        match checked {
+            Ok(raw) => Some(raw),
+            Err(why) => {
+                debug_assert!(false, "the contexts writer wrote invalid JSON: {why}");
+                tracing::error!(%why, "left out an event's contexts: they did not serialise");
+                None
+            }
+        }
     }
 }
 
@@ -191,13 +202,16 @@ impl<'a> Object<'a> {
         Object::open(self.out)
     }
 
-    /// Labels or annotations, when there are any.
+    /// Labels or annotations, when there are any, by name (the owner cache keeps the
+    /// agent's own annotations first).
     fn pairs(&mut self, key: &str, pairs: Pairs<'_>) {
         if pairs.is_empty() {
             return;
         }
+        let mut sorted: Vec<&(String, String)> = pairs.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let mut object = self.object(key);
-        for (name, value) in pairs {
+        for (name, value) in sorted {
             object.text_always(name, value);
         }
         object.close();
@@ -296,8 +310,7 @@ pub fn add_suppressed(
         .event
         .extra
         .insert("suppressed_occurrences".into(), suppressed.into());
-    let mut fields = serde_json::Map::new();
-    fields.insert("type".into(), "unknown".into());
+    let mut fields = Map::new();
     fields.insert("limit_per_window".into(), limit.into());
     fields.insert("suppressed_since_last_report".into(), suppressed.into());
     fields.insert("window_seconds".into(), window.as_secs().into());
@@ -825,7 +838,10 @@ mod tests {
                     "Pod",
                     "web-1",
                     pairs(&[("app", "web"), ("note", &"x".repeat(20_000))]),
-                    pairs(&[("owner", "team \"a\"")]),
+                    pairs(&[
+                        ("k8s.sentry.io/dsn", "x"),
+                        ("app.kubernetes.io/owner", "team \"a\""),
+                    ]),
                 ),
                 link("ReplicaSet", "web-7d9", Vec::new(), Vec::new()),
                 link("Deployment", "web", pairs(&[("team", "")]), Vec::new()),
@@ -885,10 +901,24 @@ mod tests {
         assert_eq!(contexts["container"]["signal_name"], "SIGKILL");
         assert!(contexts["container"].get("image").is_none());
         assert!(!contexts.contains_key("kubernetes_event"));
-        let report = to_sentry_event(&ev, &enrichment, &settings, now());
+        let mut report = to_sentry_event(&ev, &enrichment, &settings, now());
         assert_eq!(
             report.contexts()["kubernetes_event"]["original_time"],
             "1969-07-20T20:17:40.000000Z"
+        );
+        // Storm control's context, added later, is written the same way; the rest are kept.
+        let before = report.contexts_json().unwrap().to_string();
+        add_suppressed(&mut report, 7, 100, std::time::Duration::from_secs(3600));
+        let written = report.contexts_json().unwrap();
+        let sdk: Map<String, Context> = serde_json::from_str(written).unwrap();
+        assert_eq!(serde_json::to_string(&sdk).unwrap(), written);
+        assert!(
+            written.starts_with(&before[..before.len() - 1]),
+            "{written}"
+        );
+        assert_eq!(
+            report.contexts()["storm_control"]["suppressed_since_last_report"],
+            7
         );
     }
 

@@ -7,11 +7,12 @@
 //! agent's allocations. Here they stay the trail's [`Crumb`]s (shared, built once) and are
 //! serialised in the protocol's exact form, so what Sentry receives is unchanged.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
-use sentry::protocol::{Breadcrumb, Event, Level, Map};
+use sentry::protocol::{Breadcrumb, Context, Event, Level, Map};
 use serde::ser::{Error as _, SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -76,11 +77,18 @@ impl Report {
         self.contexts.as_deref().map(RawValue::get)
     }
 
-    /// Adds (or replaces) one context: `fields` are its JSON, `type` included. Rebuilds
-    /// the contexts' JSON, so only for the rare context added after `convert`.
-    pub fn add_context(&mut self, name: &str, fields: serde_json::Map<String, Value>) {
-        let mut contexts = self.contexts();
-        contexts.insert(name.to_string(), Value::Object(fields));
+    /// Adds (or replaces) one context, written by the SDK as its `Context::Other`; the
+    /// others keep their bytes. Rebuilds the contexts' JSON, so only for the rare context
+    /// added after `convert` (storm control's).
+    pub fn add_context(&mut self, name: &str, fields: Map<String, Value>) {
+        let mut contexts: BTreeMap<String, Box<RawValue>> = self
+            .contexts
+            .as_deref()
+            .map(|raw| serde_json::from_str(raw.get()).expect("contexts are a JSON object"))
+            .unwrap_or_default();
+        let context = serde_json::value::to_raw_value(&Context::Other(fields))
+            .expect("a protocol context serialises");
+        contexts.insert(name.to_string(), context);
         let json = serde_json::to_string(&contexts).expect("JSON values serialise");
         self.contexts = Some(RawValue::from_string(json).expect("serde_json writes JSON"));
     }
@@ -147,6 +155,10 @@ impl Serialize for Report {
             #[serde(skip_serializing_if = "Crumbs::is_empty")]
             breadcrumbs: Crumbs<'a>,
         }
+        debug_assert!(
+            self.event.contexts.is_empty(),
+            "contexts go through Report::add_context, or there would be two keys"
+        );
         Wire {
             event: &self.event,
             contexts: self.contexts.as_deref(),

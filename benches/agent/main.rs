@@ -278,12 +278,20 @@ impl Floor {
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut ready = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut ready)
-            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        // Owned first: a failure below kills it (Drop).
+        let floor = Self(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let ready = rx
+            .recv_timeout(DEADLINE)
+            .expect("the floor client started watching");
         assert_eq!(ready.trim(), "watching", "the floor client did not start");
-        Self(child)
+        floor
     }
 
     fn pid(&self) -> Pid {

@@ -1,11 +1,9 @@
 //! The only place that knows the core/v1 Event JSON: turns a watched object into a
 //! [`KubeEvent`], leniently (odd or missing fields become empty, never an error).
 
-use std::borrow::Cow;
 use std::marker::PhantomData;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -22,6 +20,42 @@ label_enum! {
         NoIdentity = "no_identity",
     }
 }
+
+/// `kube::Resource` for a core/v1 kind read into our own struct (its `metadata` field
+/// holds what the watcher needs: name, namespace, uid, resourceVersion).
+macro_rules! core_v1_resource {
+    ($type:ty, $kind:literal, $plural:literal) => {
+        impl kube::Resource for $type {
+            type DynamicType = ();
+            type Scope = k8s_openapi::NamespaceResourceScope;
+
+            fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+                $kind.into()
+            }
+
+            fn group(_: &()) -> std::borrow::Cow<'_, str> {
+                "".into()
+            }
+
+            fn version(_: &()) -> std::borrow::Cow<'_, str> {
+                "v1".into()
+            }
+
+            fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+                $plural.into()
+            }
+
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+        }
+    };
+}
+pub(crate) use core_v1_resource;
 
 pub(crate) fn text(value: &Value, path: &[&str]) -> String {
     let mut node = value;
@@ -73,53 +107,29 @@ pub struct EventObject {
     body: Box<RawEvent>,
 }
 
-impl kube::Resource for EventObject {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
+core_v1_resource!(EventObject, "Event", "events");
 
-    fn kind(_: &()) -> Cow<'_, str> {
-        "Event".into()
-    }
-
-    fn group(_: &()) -> Cow<'_, str> {
-        "".into()
-    }
-
-    fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-
-    fn plural(_: &()) -> Cow<'_, str> {
-        "events".into()
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
-/// Any JSON value (so a field of an unexpected type never fails the whole event).
-fn lenient<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+/// Any JSON value (so a field of an unexpected type never fails the whole object).
+pub(crate) fn lenient<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
     Option::<Value>::deserialize(deserializer).map(Option::unwrap_or_default)
 }
 
+/// An object's metadata as it arrives (events and pods), each field lenient.
 #[derive(Clone, Debug, Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
-struct RawMeta {
+pub(crate) struct RawMeta {
     #[serde(deserialize_with = "lenient")]
-    name: Value,
+    pub name: Value,
     #[serde(deserialize_with = "lenient")]
-    namespace: Value,
+    pub namespace: Value,
     #[serde(deserialize_with = "lenient")]
-    uid: Value,
+    pub uid: Value,
     #[serde(deserialize_with = "lenient")]
-    resource_version: Value,
+    pub resource_version: Value,
     #[serde(deserialize_with = "lenient")]
-    creation_timestamp: Value,
+    pub creation_timestamp: Value,
+    #[serde(deserialize_with = "lenient")]
+    pub deletion_timestamp: Value,
 }
 
 #[derive(Clone, Debug, Deserialize, Default)]

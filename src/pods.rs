@@ -7,16 +7,13 @@
 //! what terminations need: its spec, managedFields, labels and the rest are skipped while
 //! parsing, so 10,000 watched pods cost no more than the one being read.
 
-use std::borrow::Cow;
-
 use chrono::{DateTime, Utc};
-use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::event::{KubeEvent, ObjectRef, Termination};
-use crate::normalize::{number, text, time};
+use crate::normalize::{RawMeta, core_v1_resource, lenient, number, text, time};
 
 /// The `source.component` of a termination: none of Kubernetes' own writes it, so the
 /// Go agent invented one; kept for its users' filters and searches.
@@ -108,56 +105,7 @@ pub struct PodView {
     pub containers: Vec<ContainerView>,
 }
 
-impl kube::Resource for PodView {
-    type DynamicType = ();
-    type Scope = NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        "Pod".into()
-    }
-
-    fn group(_: &()) -> Cow<'_, str> {
-        "".into()
-    }
-
-    fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
-    }
-
-    fn plural(_: &()) -> Cow<'_, str> {
-        "pods".into()
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
-/// Any JSON value (so a field of an unexpected type never fails the whole pod).
-fn lenient<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
-    Option::<Value>::deserialize(deserializer).map(Option::unwrap_or_default)
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
-struct RawMeta {
-    #[serde(deserialize_with = "lenient")]
-    name: Value,
-    #[serde(deserialize_with = "lenient")]
-    namespace: Value,
-    #[serde(deserialize_with = "lenient")]
-    uid: Value,
-    #[serde(deserialize_with = "lenient")]
-    resource_version: Value,
-    #[serde(deserialize_with = "lenient")]
-    creation_timestamp: Value,
-    #[serde(deserialize_with = "lenient")]
-    deletion_timestamp: Value,
-}
+core_v1_resource!(PodView, "Pod", "pods");
 
 #[derive(Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]

@@ -204,13 +204,7 @@ async fn steady(world: &World, agent: &Agent, shape: &Shape, results: &mut Resul
     let count = (shape.steady_per_second * shape.steady_seconds) as usize;
     let first = shape.burst;
     let before = world.mark(agent);
-    let mut tick = tokio::time::interval(Duration::from_secs(1) / shape.steady_per_second as u32);
-    let mut writes = Vec::with_capacity(count);
-    for event in world.events(first, count) {
-        tick.tick().await;
-        writes.push(Instant::now());
-        world.server.create(event).unwrap();
-    }
+    let writes = world.paced(first, count, shape.steady_per_second).await;
     let delivered = world.delivered(&before, first, &writes).await;
     world.record("steady", &before, agent, &delivered, results);
 }
@@ -240,13 +234,7 @@ async fn io_floor(world: &World, shape: &Shape, results: &mut Results) {
     let first = first + shape.burst;
     let count = (shape.steady_per_second * shape.steady_seconds) as usize;
     let before = world.mark(client.pid());
-    let mut tick = tokio::time::interval(Duration::from_secs(1) / shape.steady_per_second as u32);
-    let mut writes = Vec::with_capacity(count);
-    for event in world.events(first, count) {
-        tick.tick().await;
-        writes.push(Instant::now());
-        world.server.create(event).unwrap();
-    }
+    let writes = world.paced(first, count, shape.steady_per_second).await;
     world.delivered(&before, first, &writes).await;
     let cpu = usage::read(client.pid().0).cpu - before.usage.cpu;
     results.set(
@@ -421,6 +409,18 @@ impl World {
             world.server.create_all(world.events(0, stored)).unwrap();
         }
         world
+    }
+
+    /// Creates events `first..first + count` at `per_second`; when each was written.
+    async fn paced(&self, first: usize, count: usize, per_second: u64) -> Vec<Instant> {
+        let mut tick = tokio::time::interval(Duration::from_secs(1) / per_second as u32);
+        let mut writes = Vec::with_capacity(count);
+        for event in self.events(first, count) {
+            tick.tick().await;
+            writes.push(Instant::now());
+            self.server.create(event).unwrap();
+        }
+        writes
     }
 
     /// Events `first..first + count`, spread over the pods in turn.

@@ -489,6 +489,13 @@ def assert_integers_are_digits():
     # written for the agent to refuse by name, never rounded.
     env = env_of(documents(render_without_schema({"sentry": {"queueSize": 2.5}})))
     check(env["SENTRY_K8S_QUEUE_SIZE"]["value"] == "2.5", f"a fraction passes as written: {env['SENTRY_K8S_QUEUE_SIZE']}")
+    # Global tags are free text, but a number written bare in values.yaml is a float64 too:
+    # the tag must read as written (an account id, a cost centre), not 1e+06.
+    tags = {"account": 1000000, "ratio": 0.5, "team": "sre", "on": True}
+    env = env_of(documents(render({"sentry": {"globalTags": tags}})))
+    got = {k: env[f"SENTRY_K8S_GLOBAL_TAG_{k}"]["value"] for k in tags}
+    check(got == {"account": "1000000", "ratio": "0.5", "team": "sre", "on": "true"},
+          f"global tags reach the agent as written: {got}")
 
 
 # Durations at the agent's limit of 8760h (src/config/parse.rs duration: a year, in any unit,

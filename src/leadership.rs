@@ -48,6 +48,7 @@ crate::labels::label_enum! {
 crate::labels::label_enum! {
     /// How a write of the Lease went (`sentry_k8s_lease_writes_total{outcome}`).
     pub enum LeaseWrite {
+        /// Created, renewed, taken over, checkpointed or released: any write that landed.
         Written = "written",
         /// Someone else wrote it first (409); tried again next round.
         Conflict = "conflict",

@@ -182,9 +182,9 @@ pub struct Metrics {
     pub storm_issues: Gauge,
     /// 1 while this replica reports (always 1 without leader election).
     pub leader: Gauge,
-    /// Leadership acquired and lost, by `direction`.
+    /// Leadership acquired (at start-up too) and lost, by `direction`.
     pub leader_transitions: Counted<TransitionLabels>,
-    /// Writes of the Lease (renewals, checkpoints, release), by `outcome`.
+    /// Writes of the Lease (creation, renewals, takeovers, checkpoints, release), by `outcome`.
     pub lease_writes: Counted<LeaseWriteLabels>,
     /// Seconds since the checkpoint was last written.
     pub checkpoint_age: Gauge,

@@ -203,6 +203,10 @@ pub async fn begin(
     keeper.ledger.lock().unwrap().reset(checkpoint.as_ref());
     keeper.leadership.set(leader);
     keeper.metrics.leader.set(i64::from(leader));
+    if keeper.settings.election && leader {
+        // Won at start-up: as much an acquisition as a later takeover.
+        keeper.metrics.leader_transitions.inc(Transition::Acquired);
+    }
     let settings = &keeper.settings;
     info!(
         lease = %format!("{}/{}", settings.namespace, settings.name),
@@ -279,6 +283,7 @@ impl Keeper {
                     .map_err(classify)
                 {
                     Ok(created) => {
+                        self.metrics.lease_writes.inc(LeaseWrite::Written);
                         info!(lease = %self.settings.name, namespace = %self.settings.namespace, "created the Lease");
                         Ok(Some(created))
                     }
@@ -372,8 +377,8 @@ impl Keeper {
         Some(unstamped)
     }
 
+    /// Remembers a checkpoint written (the write itself was counted by `replace`).
     fn wrote(&mut self, text: String) {
-        self.metrics.lease_writes.inc(LeaseWrite::Written);
         self.written = Some(text);
         self.written_at = Some(Instant::now());
     }
@@ -386,7 +391,7 @@ impl Keeper {
             .map(|_| ())
             .map_err(classify);
         match &result {
-            Ok(()) => {}
+            Ok(()) => self.metrics.lease_writes.inc(LeaseWrite::Written),
             Err(LeaseError::Conflict) => self.metrics.lease_writes.inc(LeaseWrite::Conflict),
             Err(LeaseError::Forbidden(_)) => self.metrics.lease_writes.inc(LeaseWrite::Forbidden),
             Err(_) => self.metrics.lease_writes.inc(LeaseWrite::Failed),

@@ -272,6 +272,22 @@ async fn a_killed_leader_is_replaced_and_nothing_after_its_checkpoint_is_lost() 
         metric(&b_address, "sentry_k8s_occurrences_resumed_total"),
         10.0
     );
+    // What an operator watches through a handover (README "Metrics").
+    assert_eq!(
+        metric(
+            &b_address,
+            r#"sentry_k8s_leader_transitions_total{direction="acquired"}"#
+        ),
+        1.0
+    );
+    assert!(
+        metric(
+            &b_address,
+            r#"sentry_k8s_lease_writes_total{outcome="written"}"#
+        ) >= 1.0
+    );
+    // Written every retry period (500 ms here) while leading.
+    assert!(metric(&b_address, "sentry_k8s_checkpoint_age_seconds") <= 2.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -406,6 +422,19 @@ async fn a_leader_that_cannot_renew_stops_reporting_and_resumes_once_it_can() {
         1,
         "reported once it leads again: {}",
         agent.stderr()
+    );
+    let transitions = |direction: &str| {
+        metric(
+            &address,
+            &format!(r#"sentry_k8s_leader_transitions_total{{direction="{direction}"}}"#),
+        )
+    };
+    assert_eq!((transitions("acquired"), transitions("lost")), (2.0, 1.0));
+    assert!(
+        metric(
+            &address,
+            r#"sentry_k8s_lease_writes_total{outcome="failed"}"#
+        ) >= 1.0
     );
 }
 

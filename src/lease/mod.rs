@@ -586,3 +586,39 @@ impl Keeper {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn namespace(vars: &[(&str, &str)], client_namespace: &str) -> String {
+        let (config, _) = Config::from_vars(vars.iter().copied()).unwrap();
+        LeaseSettings::from_config(&config, true, client_namespace).namespace
+    }
+
+    #[test]
+    fn the_lease_namespace_is_the_setting_else_the_pods_else_the_clients_else_default() {
+        let both = [
+            ("SENTRY_K8S_LEASE_NAMESPACE", "sentry"),
+            ("POD_NAMESPACE", "agents"),
+        ];
+        assert_eq!(namespace(&both, "from-token"), "sentry");
+        assert_eq!(
+            namespace(&[("POD_NAMESPACE", "agents")], "from-token"),
+            "agents"
+        );
+        assert_eq!(namespace(&[], "from-token"), "from-token");
+        assert_eq!(namespace(&[], ""), "default");
+        // Blank means unset, as for every setting.
+        assert_eq!(
+            namespace(
+                &[
+                    ("SENTRY_K8S_LEASE_NAMESPACE", ""),
+                    ("POD_NAMESPACE", "agents")
+                ],
+                ""
+            ),
+            "agents"
+        );
+    }
+}

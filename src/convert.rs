@@ -554,7 +554,12 @@ pub fn to_sentry_event(
         })),
         ..Default::default()
     };
-    Report::new(event, enrichment.breadcrumbs.clone(), now).with_contexts(contexts.finish())
+    Report::new(
+        event,
+        contexts.finish(),
+        enrichment.breadcrumbs.clone(),
+        now,
+    )
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! The only place that knows the core/v1 Event JSON: turns a watched object into a
-//! [`KubeEvent`], leniently (odd or missing fields become empty, never an error).
+//! [`KubeEvent`], leniently (odd or missing fields become empty, never an error). Also the
+//! lenient reading both watched kinds share (`pods` reads Pods with it): any field of an
+//! unexpected type, nested objects included, reads as absent or as its JSON text.
 
 use std::marker::PhantomData;
 
@@ -132,6 +134,24 @@ pub(crate) struct RawMeta {
     pub deletion_timestamp: Value,
 }
 
+impl RawMeta {
+    /// What the watcher reads of an object: name, namespace, uid and resourceVersion,
+    /// moved out (empty ones absent).
+    pub fn take_object_meta(&mut self) -> ObjectMeta {
+        let some = |value: &mut Value| {
+            let text = take_text(value);
+            (!text.is_empty()).then_some(text)
+        };
+        ObjectMeta {
+            name: some(&mut self.name),
+            namespace: some(&mut self.namespace),
+            uid: some(&mut self.uid),
+            resource_version: some(&mut self.resource_version),
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Default)]
 #[serde(default, rename_all = "camelCase")]
 struct RawRef {
@@ -203,7 +223,7 @@ struct RawEvent {
 
 /// A nested object read in place, or its defaults when it is absent, null or not an
 /// object (never buffered: a visitor takes the map as it streams by).
-fn lenient_object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+pub(crate) fn lenient_object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,
@@ -265,20 +285,9 @@ where
 impl<'de> Deserialize<'de> for EventObject {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let mut raw: RawEvent = lenient_object(deserializer)?;
-        let meta = &mut raw.metadata;
-        let some = |value: &mut Value| {
-            let text = take_text(value);
-            (!text.is_empty()).then_some(text)
-        };
         Ok(Self {
-            metadata: ObjectMeta {
-                name: some(&mut meta.name),
-                namespace: some(&mut meta.namespace),
-                uid: some(&mut meta.uid),
-                resource_version: some(&mut meta.resource_version),
-                ..Default::default()
-            },
-            created: time(&meta.creation_timestamp, &[]),
+            metadata: raw.metadata.take_object_meta(),
+            created: time(&raw.metadata.creation_timestamp, &[]),
             body: Box::new(raw),
         })
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::event::{KubeEvent, ObjectRef, Termination};
-use crate::normalize::{RawMeta, core_v1_resource, lenient, number, text, time};
+use crate::normalize::{RawMeta, core_v1_resource, lenient, lenient_object, number, text, time};
 
 /// The `source.component` of a termination: none of Kubernetes' own writes it, so the
 /// Go agent invented one; kept for its users' filters and searches.
@@ -129,20 +129,21 @@ struct RawStatus {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct RawPod {
-    metadata: Option<RawMeta>,
-    spec: Option<RawSpec>,
-    status: Option<RawStatus>,
-}
-
-fn string(value: &Value) -> Option<String> {
-    let text = text(value, &[]);
-    (!text.is_empty()).then_some(text)
+    #[serde(deserialize_with = "lenient_object")]
+    metadata: RawMeta,
+    #[serde(deserialize_with = "lenient_object")]
+    spec: RawSpec,
+    #[serde(deserialize_with = "lenient_object")]
+    status: RawStatus,
 }
 
 impl From<RawPod> for PodView {
     fn from(raw: RawPod) -> Self {
-        let meta = raw.metadata.unwrap_or_default();
-        let status = raw.status.unwrap_or_default();
+        let RawPod {
+            metadata: mut meta,
+            spec,
+            status,
+        } = raw;
         let lists = [
             &status.init_container_statuses,
             &status.container_statuses,
@@ -170,17 +171,8 @@ impl From<RawPod> for PodView {
             })
             .collect();
         PodView {
-            metadata: ObjectMeta {
-                name: string(&meta.name),
-                namespace: string(&meta.namespace),
-                uid: string(&meta.uid),
-                resource_version: string(&meta.resource_version),
-                ..Default::default()
-            },
-            node: raw
-                .spec
-                .map(|s| text(&s.node_name, &[]))
-                .unwrap_or_default(),
+            metadata: meta.take_object_meta(),
+            node: text(&spec.node_name, &[]),
             created: time(&meta.creation_timestamp, &[]),
             deleting: !meta.deletion_timestamp.is_null(),
             containers,
@@ -190,7 +182,7 @@ impl From<RawPod> for PodView {
 
 impl<'de> Deserialize<'de> for PodView {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        RawPod::deserialize(deserializer).map(PodView::from)
+        lenient_object::<_, RawPod>(deserializer).map(PodView::from)
     }
 }
 
@@ -302,6 +294,21 @@ mod tests {
             "status": status,
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_status_or_spec_of_the_wrong_type_reads_as_absent() {
+        let odd = pod(json!("not an object"));
+        assert_eq!((odd.uid(), odd.node.as_str()), ("p1", "node-2"));
+        assert!(odd.containers.is_empty());
+        let odd: PodView = serde_json::from_value(json!({
+            "metadata": {"name": "web-1", "namespace": "shop"}, "spec": [1], "status": 3,
+        }))
+        .unwrap();
+        assert_eq!(odd.identity().as_deref(), Some("shop/web-1"));
+        assert_eq!(odd.node, "");
+        let nothing: PodView = serde_json::from_value(json!(null)).unwrap();
+        assert_eq!(nothing.identity(), None);
     }
 
     #[test]

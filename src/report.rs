@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
-use sentry::protocol::{Breadcrumb, Context, Event, Level, Map};
+#[cfg(test)]
+use sentry::protocol::Breadcrumb;
+use sentry::protocol::{Context, Event, Level, Map};
 use serde::ser::{Error as _, SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
@@ -28,8 +30,8 @@ const CATEGORY: &str = "k8s.event";
 /// breadcrumbs.
 #[derive(Clone, Debug)]
 pub struct Report {
-    /// The event; its own `contexts` and `breadcrumbs` stay empty (they are
-    /// [`Report::contexts`] and [`Report::crumbs`]).
+    /// The event; its own `contexts` and `breadcrumbs` stay empty (they are `contexts` and
+    /// `crumbs` below).
     pub event: Event<'static>,
     /// The `contexts` object as JSON, written whole by `convert` (building protocol
     /// `Context` maps for every event cost more than the rest of the event).
@@ -40,15 +42,15 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(mut event: Event<'static>, crumbs: Vec<Arc<Crumb>>, now: DateTime<Utc>) -> Self {
+    /// `contexts` is the JSON object `convert` wrote (the event's own stay empty).
+    pub fn new(
+        mut event: Event<'static>,
+        contexts: Option<Box<RawValue>>,
+        crumbs: Vec<Arc<Crumb>>,
+        now: DateTime<Utc>,
+    ) -> Self {
         // One list of breadcrumbs on the wire: ours.
         event.breadcrumbs = Default::default();
-        // And one list of contexts: the event's own are written as they would be.
-        let contexts = (!event.contexts.is_empty()).then(|| {
-            let json = serde_json::to_string(&std::mem::take(&mut event.contexts))
-                .expect("protocol contexts serialise");
-            RawValue::from_string(json).expect("serde_json writes JSON")
-        });
         Self {
             event,
             contexts,
@@ -57,13 +59,8 @@ impl Report {
         }
     }
 
-    /// The same report with these contexts (a JSON object of contexts by name).
-    pub fn with_contexts(mut self, contexts: Option<Box<RawValue>>) -> Self {
-        self.contexts = contexts;
-        self
-    }
-
     /// The contexts by name, as Sentry receives them.
+    #[cfg(test)]
     pub fn contexts(&self) -> serde_json::Map<String, Value> {
         self.contexts
             .as_deref()
@@ -93,13 +90,9 @@ impl Report {
         self.contexts = Some(RawValue::from_string(json).expect("serde_json writes JSON"));
     }
 
-    /// The breadcrumbs, oldest first.
-    pub fn crumbs(&self) -> &[Arc<Crumb>] {
-        &self.crumbs
-    }
-
-    /// The breadcrumbs in the protocol's types (what the wire form says, for tests and
-    /// readers; sending never builds them).
+    /// The breadcrumbs in the protocol's types (what the wire form says, for tests;
+    /// sending never builds them).
+    #[cfg(test)]
     pub fn breadcrumbs(&self) -> Vec<Breadcrumb> {
         self.crumbs
             .iter()
@@ -121,6 +114,7 @@ impl Report {
     }
 
     /// The event as the SDK's types would hold it, contexts and breadcrumbs included.
+    #[cfg(test)]
     pub fn to_event(&self) -> Event<'static> {
         let mut event = self.event.clone();
         if let Some(raw) = &self.contexts {
@@ -136,6 +130,7 @@ impl Report {
     }
 }
 
+#[cfg(test)]
 fn level(crumb: &Crumb) -> Level {
     if crumb.warning {
         Level::Warning
@@ -273,7 +268,7 @@ mod tests {
             // Sentry would not keep this time: it becomes the report's.
             crumb("1969-07-20T20:17:40Z", true, "c"),
         ];
-        let report = Report::new(event, crumbs, now);
+        let report = Report::new(event, None, crumbs, now);
         let ours = serde_json::to_value(&report).unwrap();
         let sdks = serde_json::to_value(report.to_event()).unwrap();
         assert_eq!(ours, sdks);
@@ -290,7 +285,7 @@ mod tests {
             breadcrumbs: vec![Breadcrumb::default()].into(),
             ..Default::default()
         };
-        let report = Report::new(event, Vec::new(), Utc::now());
+        let report = Report::new(event, None, Vec::new(), Utc::now());
         let json = serde_json::to_value(&report).unwrap();
         assert!(json.get("breadcrumbs").is_none(), "{json}");
     }

@@ -198,6 +198,7 @@ mod tests {
         };
         let report = Report::new(
             event,
+            None,
             vec![
                 crumb("2026-11-29T11:00:00Z", false),
                 crumb("2026-11-29T11:30:00.5Z", true),
@@ -239,6 +240,7 @@ mod tests {
                 timestamp: std::time::UNIX_EPOCH - std::time::Duration::from_secs(1),
                 ..Default::default()
             },
+            None,
             Vec::new(),
             chrono::Utc::now(),
         );
@@ -250,7 +252,7 @@ mod tests {
         huge.extra
             .insert("blob".into(), "x".repeat(2 * MAX_ENVELOPE_BYTES).into());
         assert_eq!(
-            encoder.encode_event(&Report::new(huge, Vec::new(), chrono::Utc::now())),
+            encoder.encode_event(&Report::new(huge, None, Vec::new(), chrono::Utc::now())),
             Err(DropReason::TooLarge)
         );
         assert!(

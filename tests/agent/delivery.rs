@@ -116,10 +116,7 @@ async fn a_sentry_outage_is_retried_until_it_recovers() {
 async fn a_queue_full_past_its_deadline_drops_and_counts() {
     let world = World::new().await;
     // Sentry down for good, a 2-envelope queue, 100 ms patience.
-    world.sink.respond(RespondRule {
-        status: 503,
-        ..Default::default()
-    });
+    world.sink.respond(RespondRule::status(503));
     let agent = world
         .start(&[
             ("SENTRY_K8S_QUEUE_SIZE", "2"),
@@ -183,10 +180,7 @@ async fn a_refused_key_is_dropped_and_counted_not_retried_forever() {
 async fn shutdown_is_not_held_up_by_an_event_waiting_for_a_full_queue() {
     let world = World::new().await;
     // Sentry down for good, one slot, and the pipeline willing to wait five minutes.
-    world.sink.respond(RespondRule {
-        status: 503,
-        ..Default::default()
-    });
+    world.sink.respond(RespondRule::status(503));
     let agent = world
         .start(&[
             ("SENTRY_K8S_QUEUE_SIZE", "1"),

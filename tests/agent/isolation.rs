@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 use chrono::Utc;
 use harness::fixtures::{EventFixture, ObjectFixture};
+use harness::sink::SinkRequest;
 use harness::{RecordingProxy, RespondRule, SentrySink};
 use sentry_kubernetes::delivery::outcome::{DropReason, RetryReason};
 use serde_json::{Value, json};
@@ -40,14 +41,16 @@ fn workload(world: &World, namespace: &str, name: &str, dsn: Option<&str>) -> Va
         .create(&world.server)
 }
 
-fn requests_to(world: &World, project: &str) -> usize {
+/// The sink's requests to `project`'s envelope endpoint.
+fn requests_of(world: &World, project: &str) -> Vec<SinkRequest> {
     let path = format!("/api/{project}/envelope/");
-    world
-        .sink
-        .requests()
-        .iter()
-        .filter(|r| r.path == path)
-        .count()
+    let mut requests = world.sink.requests();
+    requests.retain(|r| r.path == path);
+    requests
+}
+
+fn requests_to(world: &World, project: &str) -> usize {
+    requests_of(world, project).len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,10 +210,7 @@ async fn check_ins_go_on_while_events_are_rate_limited_and_the_other_way_round()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_destination_down_longer_than_the_age_limit_drops_its_oldest_and_frees_memory() {
     let world = World::new().await;
-    world.sink.respond(RespondRule {
-        status: 503,
-        ..Default::default()
-    });
+    world.sink.respond(RespondRule::status(503));
     let agent = world
         .start(&[
             ("SENTRY_K8S_DELIVERY_MAX_AGE", "1s"),
@@ -392,10 +392,7 @@ async fn a_destination_past_the_limit_is_dropped_until_an_idle_one_is_retired() 
     let world = World::new().await;
     // The admitted destination lives on a second sink, so it can fail alone.
     let busy_sink = SentrySink::start().await.unwrap();
-    busy_sink.respond(RespondRule {
-        status: 503,
-        ..Default::default()
-    });
+    busy_sink.respond(RespondRule::status(503));
     let busy = workload(
         &world,
         "default",
@@ -496,12 +493,8 @@ async fn each_destination_reuses_one_connection_kept_alive_by_tcp() {
     world.server.create_all(events).unwrap();
     world.sink.wait_for_events(12, DEADLINE).await.unwrap();
     let connections = |project: &str| -> BTreeSet<SocketAddr> {
-        let path = format!("/api/{project}/envelope/");
-        world
-            .sink
-            .requests()
+        requests_of(&world, project)
             .iter()
-            .filter(|r| r.path == path)
             .map(|r| r.peer.expect("the sink knows the client's address"))
             .collect()
     };
@@ -533,10 +526,7 @@ async fn each_destination_reuses_one_connection_kept_alive_by_tcp() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drops_for_age_are_logged_once_per_destination_not_per_envelope() {
     let world = World::new().await;
-    world.sink.respond(RespondRule {
-        status: 503,
-        ..Default::default()
-    });
+    world.sink.respond(RespondRule::status(503));
     let other = world.sink.add_project("21", "otherkey");
     let pod = workload(&world, "default", "aged", Some(&other));
     let mut agent = Process::spawn(&world.vars(&[

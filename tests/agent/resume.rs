@@ -445,10 +445,7 @@ async fn a_leader_that_cannot_renew_stops_reporting_and_resumes_once_it_can() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_undelivered_at_a_stop_is_reported_once_after_the_restart() {
     let world = World::new().await;
-    world.sink.respond(RespondRule {
-        status: 503,
-        ..Default::default()
-    });
+    world.sink.respond(RespondRule::status(503));
     let alone = [("SENTRY_K8S_LEADER_ELECTION", "0")];
     let mut first = replica(&world, "agent-a", &alone);
     let address = ready(&first).await;

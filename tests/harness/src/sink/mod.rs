@@ -69,6 +69,16 @@ pub struct RespondRule {
     pub stall_body: bool,
 }
 
+impl RespondRule {
+    /// Every ingest request answered with `status`, until cleared.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            ..Default::default()
+        }
+    }
+}
+
 /// Delay the next `count` ingest requests (all, when absent) by `millis`.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct SinkDelay {
